@@ -1,0 +1,72 @@
+from django import forms
+from django.contrib.auth import get_user_model
+
+from jobs.models import Job
+from jobs.providers import all_providers, provider_choices
+
+
+def provider_choices_from(data) -> list[tuple[str, dict]]:
+    """Read the chosen providers and their options from a POST.
+
+    Options are named `<provider>-<option>` so several providers can be picked at once.
+    """
+    choices = []
+    for slug in data.getlist("provider"):
+        prefix = f"{slug}-"
+        raw = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+        choices.append((slug, raw))
+    return choices
+
+
+def provider_panels(selected=(), values=None):
+    """What the provider picker renders: each provider with its options and values."""
+    values = values or {}
+    panels = []
+    for provider in all_providers():
+        current = values.get(provider.slug, {})
+        panels.append(
+            {
+                "provider": provider,
+                "checked": provider.slug in selected,
+                "options": [(opt, current.get(opt.name, opt.default)) for opt in provider.options],
+            }
+        )
+    return panels
+
+
+class HistoryFilter(forms.Form):
+    q = forms.CharField(required=False, label="File name")
+    state = forms.ChoiceField(required=False, label="Status")
+    provider = forms.ChoiceField(required=False)
+    person = forms.ModelChoiceField(queryset=None, required=False, empty_label="Anyone")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput({"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput({"type": "date"}))
+
+    def __init__(self, *args, teams, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["state"].choices = [("", "Any status"), *Job.State.choices]
+        self.fields["provider"].choices = [("", "Any provider"), *provider_choices()]
+        self.fields["person"].queryset = (
+            get_user_model()
+            .objects.filter(memberships__team__in=teams)
+            .distinct()
+            .order_by("username")
+        )
+
+    def filter(self, jobs):
+        if not self.is_valid():
+            return jobs
+        data = self.cleaned_data
+        if data["q"]:
+            jobs = jobs.filter(input_name__icontains=data["q"])
+        if data["state"]:
+            jobs = jobs.filter(state=data["state"])
+        if data["provider"]:
+            jobs = jobs.filter(provider=data["provider"])
+        if data["person"]:
+            jobs = jobs.filter(created_by=data["person"])
+        if data["since"]:
+            jobs = jobs.filter(created_at__date__gte=data["since"])
+        if data["until"]:
+            jobs = jobs.filter(created_at__date__lte=data["until"])
+        return jobs

@@ -1,0 +1,165 @@
+"""Decoding, validation, thumbnails and resizing with Pillow.
+
+Nothing is trusted by file name or browser type: every upload and every provider
+result is decoded here before it is stored.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from django.conf import settings
+from PIL import Image, ImageOps
+
+# What users may upload and what we store. GIF, SVG, TIFF, EPS... are refused.
+ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+THUMB_SIDE = 320
+
+
+class ImageRefused(Exception):
+    """An image we will not take, with a message in plain words."""
+
+    def __init__(self, message: str, code: str = "bad_image"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # "JPEG", "PNG" or "WEBP"
+    width: int
+    height: int
+    has_alpha: bool
+    size_bytes: int
+
+    @property
+    def extension(self) -> str:
+        return ACCEPTED_FORMATS[self.format]
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def human_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} bytes"
+
+
+def _open(stream, max_pixels: int) -> Image.Image:
+    """Open and fully decode, refusing bombs before any pixel is decoded."""
+    with warnings.catch_warnings():
+        # Our own pixel cap below is the rule; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(stream)
+        except Image.DecompressionBombError:
+            raise ImageRefused(
+                "This file claims a gigantic size in its header (a 'decompression bomb') "
+                "and was refused.",
+                "decompression_bomb",
+            ) from None
+        except Exception:
+            raise ImageRefused(
+                "This is not an image we can read. Upload a JPEG, PNG or WebP file.",
+                "not_an_image",
+            ) from None
+        if img.format not in ACCEPTED_FORMATS:
+            raise ImageRefused(
+                f"{img.format or 'This'} images are not supported. "
+                "Upload a JPEG, PNG or WebP file.",
+                "unsupported_format",
+            )
+        if img.width * img.height > max_pixels:
+            raise ImageRefused(
+                f"The image says it is {img.width}x{img.height} pixels, more than the "
+                f"{max_pixels / 1e6:.0f} megapixels we accept (a possible decompression "
+                "bomb), so it was not opened.",
+                "decompression_bomb",
+            )
+        try:
+            img.load()
+        except Exception:
+            raise ImageRefused(
+                "The file is truncated or damaged: its pixels could not be decoded.",
+                "truncated",
+            ) from None
+    return img
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+
+
+def inspect_upload(fileobj, size_bytes: int) -> ImageInfo:
+    """Validate an upload against the limits every provider shares."""
+    if size_bytes > settings.MAX_UPLOAD_BYTES:
+        raise ImageRefused(
+            f"The file is {human_bytes(size_bytes)}; the limit is "
+            f"{human_bytes(settings.MAX_UPLOAD_BYTES)}.",
+            "too_large",
+        )
+    if size_bytes == 0:
+        raise ImageRefused("The file is empty.", "not_an_image")
+    fileobj.seek(0)
+    img = _open(fileobj, settings.MAX_INPUT_PIXELS)
+    fileobj.seek(0)
+    side = settings.MIN_INPUT_SIDE
+    if img.width < side or img.height < side:
+        raise ImageRefused(
+            f"The image is {img.width}x{img.height} pixels; it must be at least {side}x{side}.",
+            "too_small",
+        )
+    return ImageInfo(img.format, img.width, img.height, _has_alpha(img), size_bytes)
+
+
+def inspect_result(data: bytes, max_pixels: int) -> ImageInfo:
+    """Decode and measure an image a provider gave back."""
+    img = _open(io.BytesIO(data), max_pixels)
+    return ImageInfo(img.format, img.width, img.height, _has_alpha(img), len(data))
+
+
+def thumbnail(data_or_file) -> bytes:
+    stream = io.BytesIO(data_or_file) if isinstance(data_or_file, bytes) else data_or_file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(stream)
+        img = ImageOps.exif_transpose(img)
+        img.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    if img.mode not in ("RGB", "RGBA"):
+        img = img.convert("RGBA" if _has_alpha(img) else "RGB")
+    out = io.BytesIO()
+    img.save(out, "WEBP", quality=80)
+    return out.getvalue()
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        img.convert("RGB").save(out, "JPEG", quality=92, optimize=True)
+    elif fmt == "WEBP":
+        img.save(out, "WEBP", quality=92)
+    else:
+        img.save(out, "PNG", optimize=False)
+    return out.getvalue()
+
+
+def resize(stream, size: tuple[int, int], fmt: str | None = None) -> tuple[bytes, str]:
+    """Lanczos resize to `size`; keeps the input's format unless `fmt` says otherwise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(stream)
+        fmt = fmt or img.format
+        if img.mode not in ("RGB", "RGBA", "L", "LA"):
+            img = img.convert("RGBA" if _has_alpha(img) else "RGB")
+        big = img.resize(size, Image.Resampling.LANCZOS)
+    return encode(big, fmt), fmt

@@ -1,0 +1,172 @@
+"""Turning uploads into jobs. The upload page, "run again" and `manage.py upscale` all
+come through here, so they validate the same way.
+
+Everything is checked before anything is stored: one bad file or one option a provider
+cannot take refuses the whole submission with a message per problem.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from jobs import imaging, lifecycle, tasks
+from jobs.imaging import ImageInfo, ImageRefused
+from jobs.models import Job
+from jobs.providers import Provider, Refusal, get_provider
+
+
+class SubmissionRefused(Exception):
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Selection:
+    provider: Provider
+    options: dict
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as it came from the browser or the command line, already decoded."""
+
+    name: str
+    file: object
+    info: ImageInfo
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    name: str
+    file_name: str
+    thumb_name: str
+    info: ImageInfo
+
+
+def select(choices: Sequence[tuple[str, Mapping]]) -> list[Selection]:
+    """(provider slug, raw options) pairs -> validated selections."""
+    errors, selections = [], []
+    if not choices:
+        raise SubmissionRefused(["Pick at least one provider."])
+    for slug, raw in choices:
+        try:
+            provider = get_provider(slug)
+        except KeyError:
+            errors.append(f"There is no provider called {slug!r}.")
+            continue
+        try:
+            selections.append(Selection(provider, provider.clean_options(raw)))
+        except Refusal as refusal:
+            errors.append(f"{provider.name}: {refusal.message}")
+    if errors:
+        raise SubmissionRefused(errors)
+    return selections
+
+
+def inspect(files) -> list[Upload]:
+    """Decode every file; refuse the lot if any is bad, naming each bad one."""
+    if not files:
+        raise SubmissionRefused(["Choose at least one image."])
+    errors, uploads = [], []
+    for f in files:
+        name = display_name(f.name)
+        try:
+            uploads.append(Upload(name, f, imaging.inspect_upload(f, f.size)))
+        except ImageRefused as refusal:
+            errors.append(f"{name}: {refusal.message}")
+    if errors:
+        raise SubmissionRefused(errors)
+    return uploads
+
+
+def check(infos: Sequence[tuple[str, ImageInfo]], selections: Sequence[Selection]) -> None:
+    errors = []
+    for name, info in infos:
+        for sel in selections:
+            try:
+                sel.provider.check(info, sel.options)
+            except Refusal as refusal:
+                errors.append(f"{name} with {sel.provider.name}: {refusal.message}")
+    if errors:
+        raise SubmissionRefused(errors)
+
+
+def display_name(name: str) -> str:
+    # Only ever shown, never used as a path.
+    return (name or "image").replace("\\", "/").rsplit("/", 1)[-1][:200] or "image"
+
+
+def store(upload: Upload) -> StoredInput:
+    key = uuid.uuid4().hex
+    month = timezone.now().strftime("%Y/%m")
+    upload.file.seek(0)
+    file_name = default_storage.save(
+        f"inputs/{month}/{key}.{upload.info.extension}", File(upload.file)
+    )
+    upload.file.seek(0)
+    thumb_name = default_storage.save(
+        f"thumbs/{month}/{key}-in.webp", ContentFile(imaging.thumbnail(upload.file))
+    )
+    return StoredInput(upload.name, file_name, thumb_name, upload.info)
+
+
+def submit_uploads(*, user, team, files, choices) -> list[Job]:
+    selections = select(choices)
+    uploads = inspect(files)
+    check([(u.name, u.info) for u in uploads], selections)
+    return create_jobs(
+        user=user, team=team, inputs=[store(u) for u in uploads], selections=selections
+    )
+
+
+def rerun(job: Job, *, user, choices) -> list[Job]:
+    """New jobs from a job's stored input, with other options allowed."""
+    selections = select(choices)
+    info = ImageInfo(job.input_format, job.input_width, job.input_height, False, job.input_bytes)
+    check([(job.input_name, info)], selections)
+    stored = StoredInput(job.input_name, job.input_file.name, job.input_thumb.name, info)
+    return create_jobs(
+        user=user, team=job.team, inputs=[stored], selections=selections, source_job=job
+    )
+
+
+def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]:
+    batch = uuid.uuid4()
+    created = []
+    with transaction.atomic():
+        for stored in inputs:
+            for sel in selections:
+                width, height = sel.provider.output_size(stored.info, sel.options)
+                job = Job.objects.create(
+                    team=team,
+                    created_by=user,
+                    batch=batch,
+                    source_job=source_job,
+                    provider=sel.provider.slug,
+                    options=sel.options,
+                    sandbox=sel.provider.is_sandbox,
+                    input_name=stored.name,
+                    input_file=stored.file_name,
+                    input_thumb=stored.thumb_name,
+                    input_format=stored.info.format,
+                    input_width=stored.info.width,
+                    input_height=stored.info.height,
+                    input_bytes=stored.info.size_bytes,
+                    predicted_width=width,
+                    predicted_height=height,
+                )
+                lifecycle.note(
+                    job.pk,
+                    Job.State.QUEUED,
+                    f"Accepted {stored.info.width}x{stored.info.height} "
+                    f"{stored.info.format}; expected result {width}x{height}.",
+                )
+                created.append(job)
+        tasks.enqueue_submit([job.pk for job in created])
+    return created

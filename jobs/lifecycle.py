@@ -1,0 +1,55 @@
+"""State changes of a job. Each one is a single conditional UPDATE plus a timeline row.
+
+`move()` changes the state only if the job is still in one of the expected states, and
+reports whether it did. That makes it the claim primitive: a redelivered task, a
+duplicate webhook or a race with "cancel" finds nothing to move and does nothing.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.models import Job, JobEvent
+
+State = Job.State
+
+
+def move(job_id: int, frm, to: str, detail: str = "", **fields) -> bool:
+    now = timezone.now()
+    if to in Job.FINAL_STATES:
+        fields.setdefault("finished_at", now)
+        fields.setdefault("next_poll_at", None)
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job_id, state__in=list(frm)).update(
+            state=to, updated_at=now, **fields
+        )
+        if changed:
+            JobEvent.objects.create(job_id=job_id, state=to, at=now, detail=detail)
+    return bool(changed)
+
+
+def note(job_id: int, state: str, detail: str) -> None:
+    """A timeline entry that does not change the state (retries, hints, warnings)."""
+    JobEvent.objects.create(job_id=job_id, state=state, at=timezone.now(), detail=detail)
+
+
+def claim(job_id: int) -> bool:
+    """queued -> submitting, at most once per job, whoever asks."""
+    return move(
+        job_id,
+        [State.QUEUED],
+        State.SUBMITTING,
+        "Handed to the provider.",
+        submitted_at=timezone.now(),
+    )
+
+
+def fail(job_id: int, frm, code: str, message: str) -> bool:
+    return move(job_id, frm, State.FAILED, message, error_code=code, error_message=message)
+
+
+def cancel(job: Job, by) -> bool:
+    who = by.get_username() if by is not None else "the system"
+    detail = f"Canceled by {who}."
+    if job.state == State.SUBMITTING and job.provider_obj.runs_on_worker:
+        detail += " The upscale had already started on the worker; its result is discarded."
+    return move(job.pk, Job.ACTIVE_STATES, State.CANCELED, detail)

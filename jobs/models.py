@@ -1,0 +1,136 @@
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class JobQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Jobs of the user's teams: the only way views reach jobs."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(team__memberships__user=user)
+
+    def active(self):
+        return self.filter(state__in=Job.ACTIVE_STATES)
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Submitting"
+        RUNNING = "running", "Running"
+        FETCHING = "fetching", "Fetching result"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    ACTIVE_STATES = (State.QUEUED, State.SUBMITTING, State.RUNNING, State.FETCHING)
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELED)
+
+    team = models.ForeignKey("billing.Team", on_delete=models.PROTECT, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="jobs"
+    )
+    # Jobs submitted together (several images and/or several providers) share a batch.
+    batch = models.UUIDField(default=uuid.uuid4, db_index=True)
+    source_job = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns"
+    )
+    provider = models.CharField(max_length=20)
+    options = models.JSONField(default=dict)
+    sandbox = models.BooleanField(default=False)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+
+    # The client's file name is for display only; stored files get server-made names.
+    input_name = models.CharField(max_length=255)
+    input_file = models.FileField(max_length=200)
+    input_thumb = models.FileField(max_length=200, blank=True)
+    input_format = models.CharField(max_length=10)
+    input_width = models.PositiveIntegerField()
+    input_height = models.PositiveIntegerField()
+    input_bytes = models.PositiveBigIntegerField()
+
+    predicted_width = models.PositiveIntegerField(null=True, blank=True)
+    predicted_height = models.PositiveIntegerField(null=True, blank=True)
+
+    output_file = models.FileField(max_length=200, blank=True)
+    output_thumb = models.FileField(max_length=200, blank=True)
+    output_format = models.CharField(max_length=10, blank=True)
+    output_width = models.PositiveIntegerField(null=True, blank=True)
+    output_height = models.PositiveIntegerField(null=True, blank=True)
+    output_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    # Provider side: once a task id is recorded the job is never submitted again.
+    provider_task_id = models.CharField(max_length=200, blank=True)
+    webhook_token = models.CharField(max_length=64, default=new_webhook_token, editable=False)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_count = models.PositiveIntegerField(default=0)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="job_team_recent"),
+            models.Index(fields=["state", "next_poll_at"], name="job_due_polls"),
+        ]
+
+    def __str__(self):
+        return f"Job {self.pk} ({self.provider}, {self.state})"
+
+    def get_absolute_url(self):
+        return reverse("jobs:detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+    @property
+    def duration(self):
+        if self.finished_at:
+            return self.finished_at - self.created_at
+        return None
+
+    @property
+    def provider_obj(self):
+        from jobs.providers import get_provider
+
+        return get_provider(self.provider)
+
+    @property
+    def options_label(self) -> str:
+        try:
+            return self.provider_obj.describe(self.options)
+        except KeyError:
+            return ", ".join(f"{k}={v}" for k, v in self.options.items())
+
+
+class JobEvent(models.Model):
+    """One row per state change: the job page's timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    state = models.CharField(max_length=12, choices=Job.State.choices)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self):
+        return f"{self.job_id} -> {self.state} at {self.at:%H:%M:%S}"

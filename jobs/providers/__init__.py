@@ -1,0 +1,27 @@
+"""The provider registry: slug -> class. Forms, model choices and the CLI derive from it."""
+
+from jobs.providers.base import (  # noqa: F401
+    Failed,
+    Finished,
+    Option,
+    Provider,
+    ProviderError,
+    Refusal,
+    Result,
+    Running,
+)
+from jobs.providers.local import LocalProvider
+
+PROVIDER_CLASSES = {cls.slug: cls for cls in (LocalProvider,)}
+
+
+def get_provider(slug: str) -> Provider:
+    return PROVIDER_CLASSES[slug]()
+
+
+def all_providers() -> list[Provider]:
+    return [cls() for cls in PROVIDER_CLASSES.values()]
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    return [(slug, cls.name) for slug, cls in PROVIDER_CLASSES.items()]

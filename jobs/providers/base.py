@@ -1,0 +1,163 @@
+"""The one small interface every provider implements.
+
+A provider says what options it offers (as data the forms render), checks an image
+against its limits, predicts the output size for the quote, and speaks its wire
+contract through `submit` / `poll` / `parse_webhook`, which return one of the three
+result types below. Errors are classified once, in `ProviderError`.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobs.imaging import ImageInfo
+
+
+class Refusal(Exception):
+    """Input the provider cannot take; the message is shown to the user as is."""
+
+    def __init__(self, message: str, code: str = "refused"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class ProviderError(Exception):
+    """A failed exchange with a provider. `retryable` errors may be tried again later."""
+
+    def __init__(self, code: str, message: str, *, retryable=False, retry_after=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+# --- Results --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Running:
+    task_id: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    url: str = ""
+    content: bytes = b""
+    task_id: str = ""
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str
+    message: str
+
+
+Result = Running | Finished | Failed
+
+
+# --- Options --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One provider option. `choices` make a select; otherwise a number in [min, max]."""
+
+    name: str
+    label: str
+    default: object
+    choices: tuple = ()  # ((value, label), ...)
+    minimum: float | None = None
+    maximum: float | None = None
+    number_type: type = int
+    suggestions: tuple = ()  # common values offered beside a free number
+    help: str = ""
+
+    @property
+    def is_choice(self) -> bool:
+        return bool(self.choices)
+
+    def allowed_text(self) -> str:
+        if self.is_choice:
+            return ", ".join(str(v) for v, _ in self.choices)
+        return f"a number from {self.minimum:g} to {self.maximum:g}"
+
+    def clean(self, raw):
+        if raw in (None, ""):
+            return self.default
+        if self.is_choice:
+            for value, _label in self.choices:
+                if str(raw).lower() == str(value).lower():
+                    return value
+            raise Refusal(
+                f"{self.label} {raw!r} is not offered. Allowed: {self.allowed_text()}.",
+                "bad_option",
+            )
+        try:
+            value = self.number_type(raw)
+        except (TypeError, ValueError):
+            raise Refusal(
+                f"{self.label} must be {self.allowed_text()}, not {raw!r}.", "bad_option"
+            ) from None
+        if not (self.minimum <= value <= self.maximum):
+            raise Refusal(f"{self.label} must be {self.allowed_text()}, not {raw}.", "bad_option")
+        return value
+
+
+class Provider:
+    """Base class. Subclasses set the class attributes and implement the methods."""
+
+    slug = ""
+    name = ""
+    summary = ""
+    options: tuple[Option, ...] = ()
+    # True when the work happens on our worker (cannot be interrupted mid-way).
+    runs_on_worker = False
+
+    # --- what the user picks --------------------------------------------------------
+    def option(self, name: str) -> Option:
+        for opt in self.options:
+            if opt.name == name:
+                return opt
+        raise KeyError(name)
+
+    def clean_options(self, raw: Mapping) -> dict:
+        unknown = set(raw) - {o.name for o in self.options}
+        if unknown:
+            names = ", ".join(o.name for o in self.options) or "none"
+            raise Refusal(
+                f"{self.name} has no option {', '.join(sorted(unknown))}. Options: {names}.",
+                "bad_option",
+            )
+        return {o.name: o.clean(raw.get(o.name)) for o in self.options}
+
+    def describe(self, options: Mapping) -> str:
+        parts = []
+        for opt in self.options:
+            value = options.get(opt.name, opt.default)
+            label = dict(opt.choices).get(value, value) if opt.is_choice else value
+            bare = opt.name in ("scale", "resolution")
+            parts.append(str(label) if bare else f"{opt.label} {label}")
+        return ", ".join(parts)
+
+    @property
+    def is_sandbox(self) -> bool:
+        return False
+
+    # --- limits and prediction -------------------------------------------------------
+    def check(self, image: ImageInfo, options: Mapping) -> None:
+        """Raise Refusal if this provider cannot take the image with these options."""
+
+    def output_size(self, image: ImageInfo, options: Mapping) -> tuple[int, int]:
+        raise NotImplementedError
+
+    # --- wire contract -----------------------------------------------------------------
+    def submit(self, job) -> Result:
+        raise NotImplementedError
+
+    def poll(self, job) -> Result:
+        raise NotImplementedError
+
+    def parse_webhook(self, job, request) -> Result:
+        raise NotImplementedError
+
+    def cancel(self, job) -> bool:
+        """Ask the provider to stop; False when it has no way to."""
+        return False

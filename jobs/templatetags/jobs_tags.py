@@ -1,0 +1,31 @@
+from django import template
+
+from jobs.imaging import human_bytes
+
+register = template.Library()
+
+
+@register.filter
+def duration(value):
+    """A timedelta as people say it: "4.2 s", "3 min 05 s", "1 h 02 min"."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def filesize(value):
+    return "—" if value is None else human_bytes(value)
+
+
+@register.filter
+def same(a, b) -> bool:
+    """Compare an option's value with a choice whatever their types (2 == "2")."""
+    return str(a) == str(b)

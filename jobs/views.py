@@ -1,0 +1,166 @@
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from billing.teams import teams_of
+from jobs import intake, lifecycle
+from jobs.forms import HistoryFilter, provider_choices_from, provider_panels
+from jobs.imaging import CONTENT_TYPES
+from jobs.models import Job
+
+PAGE_SIZE = 25
+
+
+def _job(request, pk) -> Job:
+    """A job of one of the user's teams, or 404: other teams' jobs do not exist."""
+    return get_object_or_404(Job.objects.for_user(request.user), pk=pk)
+
+
+def _team(request, team_id):
+    teams = teams_of(request.user)
+    if team_id:
+        return teams.filter(pk=team_id).first()
+    return teams.first()
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request):
+    teams = teams_of(request.user)
+    ctx = {"teams": teams, "errors": [], "created": []}
+    if request.method == "POST":
+        choices = provider_choices_from(request.POST)
+        team = _team(request, request.POST.get("team"))
+        try:
+            if team is None:
+                raise intake.SubmissionRefused(["Pick one of your teams."])
+            ctx["created"] = intake.submit_uploads(
+                user=request.user,
+                team=team,
+                files=request.FILES.getlist("images"),
+                choices=choices,
+            )
+        except intake.SubmissionRefused as refusal:
+            ctx["errors"] = refusal.errors
+        if request.htmx:
+            status = 422 if ctx["errors"] else 201
+            return render(request, "jobs/upload.html#outcome", ctx, status=status)
+        if ctx["created"]:
+            return redirect(f"/jobs/?batch={ctx['created'][0].batch}")
+        ctx["panels"] = provider_panels(
+            [slug for slug, _ in choices], {slug: raw for slug, raw in choices}
+        )
+        return render(request, "jobs/upload.html", ctx, status=422)
+    ctx["panels"] = provider_panels(["local"])
+    return render(request, "jobs/upload.html", ctx)
+
+
+@login_required
+@require_GET
+def history(request):
+    teams = teams_of(request.user)
+    form = HistoryFilter(request.GET or None, teams=teams)
+    jobs = Job.objects.for_user(request.user).select_related("created_by")
+    jobs = form.filter(jobs)
+    batch = request.GET.get("batch")
+    if batch:
+        try:
+            jobs = jobs.filter(batch=uuid.UUID(batch))
+        except ValueError:
+            jobs = jobs.none()
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    ctx = {"form": form, "page": page, "query": query.urlencode(), "batch": batch}
+    template = "jobs/history.html"
+    if request.htmx and request.htmx.target == "results":
+        template += "#results"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def row(request, pk):
+    return render(request, "jobs/_row.html", {"job": _job(request, pk)})
+
+
+@login_required
+@require_GET
+def detail(request, pk):
+    job = _job(request, pk)
+    ctx = {
+        "job": job,
+        "events": job.events.all(),
+        "panels": provider_panels([job.provider], {job.provider: job.options}),
+    }
+    template = "jobs/detail.html"
+    if request.htmx and request.htmx.target == "live":
+        template += "#live"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def image(request, pk, which, kind):
+    job = _job(request, pk)
+    field = getattr(job, f"{which}_{'thumb' if kind == 'thumb' else 'file'}")
+    if not field:
+        raise Http404("No such image yet")
+    if kind == "thumb":
+        content_type = "image/webp"
+    else:
+        content_type = CONTENT_TYPES[getattr(job, f"{which}_format")]
+    response = FileResponse(field.open("rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+@require_GET
+def download(request, pk):
+    job = _job(request, pk)
+    if job.state != Job.State.SUCCEEDED or not job.output_file:
+        raise Http404("This job has no result to download")
+    stem = job.input_name.rsplit(".", 1)[0]
+    ext = job.output_file.name.rsplit(".", 1)[-1]
+    filename = f"{stem}-{job.provider}-{job.output_width}x{job.output_height}.{ext}"
+    return FileResponse(
+        job.output_file.open("rb"),
+        as_attachment=True,
+        filename=filename,
+        content_type=CONTENT_TYPES[job.output_format],
+    )
+
+
+@login_required
+@require_POST
+def cancel(request, pk):
+    job = _job(request, pk)
+    lifecycle.cancel(job, by=request.user)
+    if request.htmx:
+        return HttpResponseClientRedirect(job.get_absolute_url())
+    return redirect(job)
+
+
+@login_required
+@require_POST
+def rerun(request, pk):
+    job = _job(request, pk)
+    try:
+        created = intake.rerun(job, user=request.user, choices=provider_choices_from(request.POST))
+    except intake.SubmissionRefused as refusal:
+        ctx = {
+            "job": job,
+            "events": job.events.all(),
+            "rerun_errors": refusal.errors,
+            "panels": provider_panels([job.provider], {job.provider: job.options}),
+        }
+        return render(request, "jobs/detail.html", ctx, status=422)
+    if len(created) == 1:
+        return redirect(created[0])
+    return redirect(f"/jobs/?batch={created[0].batch}")

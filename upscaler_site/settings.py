@@ -1,0 +1,170 @@
+"""Settings for Upscaler Portal: everything comes from the environment.
+
+The embedded default needs nothing installed beyond Python packages: SQLite in WAL
+mode, django-q2's ORM broker, media on local disk, sandbox providers.
+DATABASE_URL / REDIS_URL switch to PostgreSQL / Redis without code changes.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from upscaler_site.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(exist_ok=True)  # SQLite and the media folder live here by default
+
+DEBUG = env_bool("DEBUG", True)
+# Only used by the embedded default; any deployment sets its own SECRET_KEY.
+SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-set-SECRET_KEY-in-production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "billing",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "upscaler_site.urls"
+WSGI_APPLICATION = "upscaler_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+            "builtins": [
+                "django_htmx.templatetags.django_htmx",
+                "template_partials.templatetags.partials",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------
+SQLITE_PATH = VAR_DIR / "portal.sqlite3"
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the busy
+        # timeout instead of failing with "database is locked" halfway through.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests share a file (not :memory:) so the e2e subprocesses could open it too.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_PATH") or None}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- django-q2 ----------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+TASK_TIMEOUT = env_int("TASK_TIMEOUT", 300)  # seconds a task may run before it is killed
+Q_CLUSTER = {
+    "name": env_str("Q_CLUSTER_NAME", "upscaler"),
+    "workers": env_int("Q_WORKERS", 2),
+    "timeout": TASK_TIMEOUT,
+    # A leased task comes back after `retry` seconds. It must outlast the longest a
+    # lease can live (waiting in the local queue + running up to `timeout`), or the
+    # same task runs twice. The queue is kept short so the wait stays small.
+    "retry": TASK_TIMEOUT * 3,
+    "queue_limit": env_int("Q_WORKERS", 2) * 2,
+    "max_attempts": 1,  # our own code decides what is retried; the Job row is the truth
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "poll": 0.5,  # ORM broker: how often an idle worker looks for work
+    "label": "Tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Auth ---------------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "jobs:upload"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+# --- Files --------------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"  # never served directly: every file goes through a team-scoped view
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Uploads above this spill to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The form refuses files over MAX_UPLOAD_BYTES itself; this only caps the whole request.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 50
+
+# --- Upload limits (apply to every provider; each provider adds its own) ---------------
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
+MIN_INPUT_SIDE = 64
+MAX_INPUT_PIXELS = env_int("MAX_INPUT_PIXELS", 50_000_000)  # above this: decompression bomb
+LOCAL_MAX_OUTPUT_PIXELS = env_int("LOCAL_MAX_OUTPUT_PIXELS", 64_000_000)
+
+# Jobs stuck in `submitting` longer than this are failed as "unknown", never resent.
+SUBMIT_DEADLINE_SECONDS = env_int("SUBMIT_DEADLINE_SECONDS", 600)
+
+# --- Locale -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+# --- Email (budget warnings later); console unless configured ---------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "portal@localhost")
+
+# --- Logging: plain lines on stderr; secrets are never passed to loggers --------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # httpx logs full request URLs at INFO; keep them out of the logs.
+        "httpx": {"level": "WARNING"},
+        "django.server": {"level": "WARNING"},
+    },
+}
