@@ -108,6 +108,10 @@ class Job(models.Model):
         return None
 
     @property
+    def compare_width(self) -> int:
+        return max(self.output_width or 0, 480)
+
+    @property
     def provider_obj(self):
         from jobs.providers import get_provider
 

@@ -8,6 +8,14 @@ from billing.models import Membership, Team
 @pytest.fixture(autouse=True)
 def isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Fast hashing: tests create many users; real hashing is not what they test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def sync_tasks(monkeypatch):
+    """Tasks run in-process the moment they are queued (use with real commits)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 @pytest.fixture
@@ -58,3 +66,27 @@ def outsider(other_team):
 def owner_client(client, owner):
     client.force_login(owner)
     return client
+
+
+@pytest.fixture
+def make_job(inline_tasks):
+    """make_job(user, team, name=..., scale=..., run=True): a job made the way the
+    upload page makes it; with run=False it stays queued."""
+    from jobs import intake
+    from tests.images import upload
+
+    def make(user, team, name="photo.png", scale=2, run=True, **image):
+        files = [upload(name, **image)]
+        if run:
+            with inline_tasks():
+                (job,) = intake.submit_uploads(
+                    user=user, team=team, files=files, choices=[("local", {"scale": scale})]
+                )
+        else:
+            (job,) = intake.submit_uploads(
+                user=user, team=team, files=files, choices=[("local", {"scale": scale})]
+            )
+        job.refresh_from_db()
+        return job
+
+    return make

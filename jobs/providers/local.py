@@ -24,7 +24,7 @@ class LocalProvider(Provider):
             raise Refusal(
                 f"At {options['scale']}x the result would be {width}x{height} "
                 f"({width * height / 1e6:.1f} MP), over the local upscaler's limit of "
-                f"{cap / 1e6:.0f} MP. Pick a smaller scale or a smaller image.",
+                f"{cap / 1e6:g} MP. Pick a smaller scale or a smaller image.",
                 "output_too_large",
             )
 

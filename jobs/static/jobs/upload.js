@@ -10,7 +10,8 @@
   if (!form || !zone || !input) return;
 
   function human(n) {
-    return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.round(n / 1024) + " KB";
+    if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+    return n >= 1024 ? Math.round(n / 1024) + " KB" : n + " bytes";
   }
 
   function render() {
@@ -47,11 +48,17 @@
       render();
     }
   });
-  // htmx only swaps 2xx answers by default; show refusals (422) too.
+  // htmx only swaps 2xx answers by default; show refusals (422) too. beforeSwap fires
+  // on the swap target, so the form is found through requestConfig.
   document.body.addEventListener("htmx:beforeSwap", (e) => {
-    if (e.detail.elt === form && e.detail.xhr.status === 422) {
+    if (e.detail.requestConfig.elt === form && e.detail.xhr.status === 422) {
       e.detail.shouldSwap = true;
       e.detail.isError = false;
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", (e) => {
+    if (e.detail.requestConfig.elt === form) {
+      document.getElementById("outcome").scrollIntoView({ behavior: "smooth", block: "start" });
     }
   });
 })();
