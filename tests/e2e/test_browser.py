@@ -196,3 +196,25 @@ def test_the_login_page(page):
     expect(page.locator(".alert.error")).to_contain_text("That user name and password do not match")
     expect(page).to_have_url(re.compile(r"/accounts/login/$"))
     expect(page.get_by_label("User name")).to_have_value("e2e-user")
+
+
+def test_images_dropped_on_the_drop_zone_are_uploaded(page):
+    sign_in(page)
+    name = f"dropped-{tag()}.png"
+    data = list(image_bytes(90, 70, "PNG"))
+    # What a drag from the desktop delivers: a drop event carrying File objects.
+    page.evaluate(
+        """([name, bytes]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dt, bubbles: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+        }""",
+        [name, data],
+    )
+    expect(page.locator("#file-list li")).to_have_text(re.compile(rf"^{name} · "))
+    page.get_by_role("button", name="Upscale").click()
+    expect(page.locator("#outcome .alert.ok")).to_contain_text("1 job queued")
+    wait_until_succeeded(page, [name])
+    expect(row(page, name)).to_contain_text("90×70 → 180×140")
