@@ -6,6 +6,7 @@ duplicate webhook or a race with "cancel" finds nothing to move and does nothing
 """
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.models import Job, JobEvent
@@ -33,23 +34,51 @@ def note(job_id: int, state: str, detail: str) -> None:
 
 
 def claim(job_id: int) -> bool:
-    """queued -> submitting, at most once per job, whoever asks."""
-    return move(
-        job_id,
-        [State.QUEUED],
-        State.SUBMITTING,
-        "Handed to the provider.",
-        submitted_at=timezone.now(),
-    )
+    """queued -> submitting, at most once per attempt, whoever asks.
+
+    A queued job waiting out a retry delay (next_poll_at in the future) is not claimed
+    yet; the tracker enqueues it again when the delay is over."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = (
+            Job.objects.filter(pk=job_id, state=State.QUEUED)
+            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+            .update(
+                state=State.SUBMITTING,
+                submitted_at=now,
+                next_poll_at=None,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+        )
+        if changed:
+            job = Job.objects.only("attempts", "provider").get(pk=job_id)
+            attempt = f" (attempt {job.attempts})" if job.attempts > 1 else ""
+            JobEvent.objects.create(
+                job_id=job_id,
+                state=State.SUBMITTING,
+                at=now,
+                detail=f"Handing over to the provider{attempt}.",
+            )
+    return bool(changed)
+
+
+def retry_later(job_id: int, delay: float, detail: str) -> bool:
+    """submitting -> queued again, after an answer that proves the provider did not take
+    the job (429, 5xx, no connection). The tracker resubmits it when `delay` is over."""
+    when = timezone.now() + timezone.timedelta(seconds=delay)
+    return move(job_id, [State.SUBMITTING], State.QUEUED, detail, next_poll_at=when)
 
 
 def fail(job_id: int, frm, code: str, message: str) -> bool:
     return move(job_id, frm, State.FAILED, message, error_code=code, error_message=message)
 
 
-def cancel(job: Job, by) -> bool:
+def cancel(job: Job, by, provider_said: str = "") -> bool:
     who = by.get_username() if by is not None else "the system"
     detail = f"Canceled by {who}."
     if job.state == State.SUBMITTING and job.provider_obj.runs_on_worker:
         detail += " The upscale had already started on the worker; its result is discarded."
+    if provider_said:
+        detail += " " + provider_said
     return move(job.pk, Job.ACTIVE_STATES, State.CANCELED, detail)

@@ -70,8 +70,14 @@ class Job(models.Model):
     # Provider side: once a task id is recorded the job is never submitted again.
     provider_task_id = models.CharField(max_length=200, blank=True)
     webhook_token = models.CharField(max_length=64, default=new_webhook_token, editable=False)
+    # When the tracker should act next: poll a running job, resubmit a queued one after a
+    # 429/5xx, retry a failed download. NULL: nothing scheduled.
     next_poll_at = models.DateTimeField(null=True, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # submit attempts so far
+    errors_in_row = models.PositiveSmallIntegerField(default=0)  # retryable errors in a row
+    # Where the provider left the result. Such links expire: downloaded at once.
+    result_url = models.TextField(blank=True)
 
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
@@ -108,6 +114,15 @@ class Job(models.Model):
         return None
 
     @property
+    def price(self):
+        """The quote for this job's actual output, or its predicted one until then."""
+        from billing.pricing import quote
+
+        width = self.output_width or self.predicted_width or 0
+        height = self.output_height or self.predicted_height or 0
+        return quote(self.provider, self.provider_obj.name, width, height, self.options)
+
+    @property
     def compare_width(self) -> int:
         return max(self.output_width or 0, 480)
 
@@ -125,6 +140,24 @@ class Job(models.Model):
             return ", ".join(f"{k}={v}" for k, v in self.options.items())
 
 
+class WebhookDelivery(models.Model):
+    """Each distinct webhook body once: the unique constraint, not a check-then-insert,
+    is what makes a duplicate delivery change nothing."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhooks")
+    digest = models.CharField(max_length=64)
+    hint = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "digest"], name="one_delivery_per_body")
+        ]
+
+    def __str__(self):
+        return f"webhook for job {self.job_id} at {self.received_at:%H:%M:%S}"
+
+
 class JobEvent(models.Model):
     """One row per state change: the job page's timeline."""
 
@@ -138,3 +171,6 @@ class JobEvent(models.Model):
 
     def __str__(self):
         return f"{self.job_id} -> {self.state} at {self.at:%H:%M:%S}"
+
+
+from jobs.sandbox.models import SandboxFaults, SandboxTask  # noqa: E402, F401  (same app)

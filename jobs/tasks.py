@@ -6,23 +6,49 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 
-def enqueue_submit(job_ids: list[int]) -> None:
-    """Queue submission once the surrounding transaction has committed."""
-    from jobs.models import Job
-
-    Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
+def _after_commit(func: str, job_ids) -> None:
+    ids = list(job_ids)
 
     def send():
-        for job_id in job_ids:
-            async_task("jobs.tasks.submit_job", job_id)
+        for job_id in ids:
+            async_task(func, job_id)
 
     transaction.on_commit(send)
+
+
+def enqueue_submit(job_ids, mark=True) -> None:
+    """Queue submission once the surrounding transaction has committed."""
+    if mark:
+        from jobs.models import Job
+
+        Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
+    _after_commit("jobs.tasks.submit_job", job_ids)
+
+
+def enqueue_finish(job_id: int) -> None:
+    _after_commit("jobs.tasks.finish_job", [job_id])
+
+
+def enqueue_poll(job_id: int) -> None:
+    _after_commit("jobs.tasks.poll_job", [job_id])
 
 
 def submit_job(job_id: int) -> None:
     from jobs import pipeline
 
     pipeline.submit(job_id)
+
+
+def finish_job(job_id: int) -> None:
+    from jobs import pipeline
+
+    pipeline.finish(job_id)
+
+
+def poll_job(job_id: int) -> None:
+    from jobs import tracker
+
+    tracker.poll_now(job_id)
 
 
 def sweep() -> dict:

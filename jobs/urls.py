@@ -4,6 +4,8 @@ from jobs import views
 
 app_name = "jobs"
 urlpatterns = [
+    path("providers/", views.providers, name="providers"),
+    path("jobs/batch/<uuid:batch>/compare/", views.compare, name="compare"),
     path("", views.upload, name="upload"),
     path("jobs/", views.history, name="history"),
     path("jobs/<int:pk>/", views.detail, name="detail"),

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.teams import teams_of
-from jobs import intake, lifecycle
+from jobs import intake, pipeline, stats
 from jobs.forms import HistoryFilter, provider_choices_from, provider_panels
 from jobs.imaging import CONTENT_TYPES
 from jobs.models import Job
@@ -141,7 +141,7 @@ def download(request, pk):
 @require_POST
 def cancel(request, pk):
     job = _job(request, pk)
-    lifecycle.cancel(job, by=request.user)
+    pipeline.cancel(job, by=request.user)
     if request.htmx:
         return HttpResponseClientRedirect(job.get_absolute_url())
     return redirect(job)
@@ -164,3 +164,33 @@ def rerun(request, pk):
     if len(created) == 1:
         return redirect(created[0])
     return redirect(f"/jobs/?batch={created[0].batch}")
+
+
+@login_required
+@require_GET
+def compare(request, batch):
+    jobs = list(Job.objects.for_user(request.user).filter(batch=batch).order_by("pk"))
+    if not jobs:
+        raise Http404("No such batch")
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job.input_file.name, []).append(job)
+    ctx = {
+        "groups": list(groups.values()),
+        "batch": batch,
+        "active": any(j.is_active for j in jobs),
+    }
+    template = "jobs/compare.html"
+    if request.htmx and request.htmx.target == "compare":
+        template += "#grid"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def providers(request):
+    return render(
+        request,
+        "jobs/providers.html",
+        {"rows": stats.provider_stats(Job.objects.for_user(request.user))},
+    )

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django_q.conf import Conf
 
 from billing.models import Membership, Team
@@ -90,3 +91,73 @@ def make_job(inline_tasks):
         return job
 
     return make
+
+
+class Sandbox:
+    """The portal's sandboxes served by a live server, reached over real HTTP."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def faults(self, provider, **values):
+        from jobs.sandbox import engine
+
+        return engine.set_faults(provider, **values)
+
+    def settle(self, job, timeout=20.0, until=None):
+        """Drive the tracker until the job has ended (or `until(job)` holds). Waits on
+        the job's state with a deadline; asserts nothing about how long it took."""
+        import time
+
+        from jobs.models import Job
+        from jobs.tracker import Tracker
+
+        tracker = Tracker()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                job.refresh_from_db()
+                if until(job) if until else job.state in Job.FINAL_STATES:
+                    return job
+                if time.monotonic() > deadline:
+                    events = list(job.events.values_list("state", "detail"))
+                    raise AssertionError(f"job {job.pk} still {job.state}: {events}")
+                # Backoffs are real delays: make whatever is scheduled due now.
+                Job.objects.filter(pk=job.pk, next_poll_at__isnull=False).update(
+                    next_poll_at=timezone.now()
+                )
+                tracker.tick()
+                time.sleep(0.05)  # let webhook threads and the live server run
+        finally:
+            tracker.close()
+
+
+@pytest.fixture
+def sandbox(live_server, settings, sync_tasks, transactional_db):
+    """Adapters talk to their sandboxes at the live server; tasks run in-process.
+
+    Sandbox tasks finish at once unless a test sets `latency` with sandbox.faults()."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.SANDBOX_LATENCY = 0.0
+    # Whatever the environment says, tests use the sandboxes.
+    settings.PROVIDER_SETTINGS = {
+        slug: {"api_key": "", "base_url": ""} for slug in settings.PROVIDER_SETTINGS
+    }
+    return Sandbox(live_server.url)
+
+
+@pytest.fixture
+def submit(owner, team):
+    """submit(provider, name=..., **options) -> Job: through intake, like the page."""
+    from jobs import intake
+    from tests.images import upload
+
+    def go(provider, name="photo.png", image=None, **options):
+        files = [upload(name, **(image or {}))]
+        (job,) = intake.submit_uploads(
+            user=owner, team=team, files=files, choices=[(provider, options)]
+        )
+        job.refresh_from_db()
+        return job
+
+    return go

@@ -41,14 +41,14 @@ def test_a_canceled_job_is_never_submitted(make_job, owner, team):
 
 def test_cancel_during_the_upscale_discards_the_result(make_job, owner, team, settings):
     job = make_job(owner, team, run=False)
-    real_submit = LocalProvider.submit
+    real_apply = pipeline.apply
 
-    def submit_then_user_cancels(self, j):
-        result = real_submit(self, j)
+    def user_cancels_then_apply(j, result, frm):
+        # The upscale is done; the user pressed Cancel while it ran.
         assert lifecycle.cancel(Job.objects.get(pk=j.pk), by=owner)
-        return result
+        return real_apply(j, result, frm)
 
-    with mock.patch.object(LocalProvider, "submit", submit_then_user_cancels):
+    with mock.patch.object(pipeline, "apply", user_cancels_then_apply):
         tasks.submit_job(job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.CANCELED

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from upscaler_site.env import env_bool, env_int, env_list, env_str
+from upscaler_site.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -85,8 +85,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Tests share a file (not :memory:) so the e2e subprocesses could open it too.
-    DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_PATH") or None}
+    # Tests use a file, not :memory:, so the sandboxes' webhook threads see the same data.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str("SQLITE_TEST_PATH", str(VAR_DIR / "test.sqlite3"))
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- django-q2 ----------------------------------------------------------------------
@@ -144,6 +146,38 @@ LOCAL_MAX_OUTPUT_PIXELS = env_int("LOCAL_MAX_OUTPUT_PIXELS", 64_000_000)
 
 # Jobs stuck in `submitting` longer than this are failed as "unknown", never resent.
 SUBMIT_DEADLINE_SECONDS = env_int("SUBMIT_DEADLINE_SECONDS", 600)
+
+# --- Providers ----------------------------------------------------------------------
+# The address providers (and the sandboxes) use to reach us: webhooks and signed input
+# URLs are built on it. Defaults to what bin/run serves.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A provider with no key talks to its sandbox under PUBLIC_BASE_URL/sandbox/<slug>/.
+PROVIDER_SETTINGS = {
+    "pixazo": {"api_key": env_str("PIXAZO_API_KEY"), "base_url": env_str("PIXAZO_BASE_URL")},
+    "pixelcut": {
+        "api_key": env_str("PIXELCUT_API_KEY"),
+        "base_url": env_str("PIXELCUT_BASE_URL"),
+    },
+    "fal": {"api_key": env_str("FAL_KEY"), "base_url": env_str("FAL_QUEUE_BASE_URL")},
+    "ximilar": {
+        "api_key": env_str("XIMILAR_API_TOKEN"),
+        "base_url": env_str("XIMILAR_BASE_URL"),
+    },
+    "apixo": {"api_key": env_str("APIXO_API_KEY"), "base_url": env_str("APIXO_BASE_URL")},
+}
+WEBHOOKS_ENABLED = env_bool("WEBHOOKS_ENABLED", True)
+PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 30.0)  # seconds for one API call
+INPUT_URL_TTL = env_int("INPUT_URL_TTL", 3600)  # seconds a signed input URL stays valid
+RESULT_MAX_BYTES = env_int("RESULT_MAX_BYTES", 200 * 1024 * 1024)
+RESULT_DEADLINE = env_float("RESULT_DEADLINE", 120.0)  # seconds to download one result
+SUBMIT_MAX_ATTEMPTS = env_int("SUBMIT_MAX_ATTEMPTS", 5)
+RETRY_BUDGET_SECONDS = env_int("RETRY_BUDGET_SECONDS", 300)  # total time spent retrying
+POLL_MAX_SECONDS = env_int("POLL_MAX_SECONDS", 3600)  # a job running longer is failed
+TRACKER_CONCURRENCY = env_int("TRACKER_CONCURRENCY", 64)  # polls in flight at once
+
+# --- Sandboxes -------------------------------------------------------------------------
+SANDBOX_API_KEY = "sandbox-key"  # the one key every sandbox accepts; not a secret
+SANDBOX_LATENCY = env_float("SANDBOX_LATENCY", 4.0)  # seconds a sandbox task takes
 
 # --- Locale -------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

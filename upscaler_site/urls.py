@@ -2,9 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from jobs import inbound
+
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("hooks/<slug:provider>/<int:pk>/<str:token>/", inbound.webhook, name="webhook"),
+    path("inputs/<str:token>/", inbound.serve_input, name="job-input"),
+    path("sandbox/", include("jobs.sandbox.urls")),
     path("", include("jobs.urls")),
 ]

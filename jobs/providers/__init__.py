@@ -1,5 +1,6 @@
 """The provider registry: slug -> class. Forms, model choices and the CLI derive from it."""
 
+from jobs.providers.apixo import ApixoProvider
 from jobs.providers.base import (  # noqa: F401
     Failed,
     Finished,
@@ -10,9 +11,23 @@ from jobs.providers.base import (  # noqa: F401
     Result,
     Running,
 )
+from jobs.providers.fal import FalProvider
 from jobs.providers.local import LocalProvider
+from jobs.providers.pixazo import PixazoProvider
+from jobs.providers.pixelcut import PixelcutProvider
+from jobs.providers.ximilar import XimilarProvider
 
-PROVIDER_CLASSES = {cls.slug: cls for cls in (LocalProvider,)}
+PROVIDER_CLASSES = {
+    cls.slug: cls
+    for cls in (
+        LocalProvider,
+        PixazoProvider,
+        PixelcutProvider,
+        FalProvider,
+        XimilarProvider,
+        ApixoProvider,
+    )
+}
 
 
 def get_provider(slug: str) -> Provider:

@@ -8,6 +8,9 @@ result types below. Errors are classified once, in `ProviderError`.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 from jobs.imaging import ImageInfo
 
@@ -22,14 +25,30 @@ class Refusal(Exception):
 
 
 class ProviderError(Exception):
-    """A failed exchange with a provider. `retryable` errors may be tried again later."""
+    """A failed exchange with a provider.
 
-    def __init__(self, code: str, message: str, *, retryable=False, retry_after=None):
+    `retryable`: the same request may succeed later (429, 5xx, timeouts, no connection).
+    `maybe_received`: the request may have reached the provider (a timeout after sending),
+    so a submit must not be sent again blindly.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable=False,
+        retry_after=None,
+        maybe_received=False,
+        status=None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.maybe_received = maybe_received
+        self.status = status
 
 
 # --- Results --------------------------------------------------------------------------
@@ -41,6 +60,9 @@ class Running:
 
 @dataclass(frozen=True)
 class Finished:
+    """Done at the provider: the result is at `url` (download it now, it expires) or,
+    for providers that answer with the image itself, in `content`."""
+
     url: str = ""
     content: bytes = b""
     task_id: str = ""
@@ -110,6 +132,8 @@ class Provider:
     options: tuple[Option, ...] = ()
     # True when the work happens on our worker (cannot be interrupted mid-way).
     runs_on_worker = False
+    supports_webhook = False
+    supports_cancel = False
 
     # --- what the user picks --------------------------------------------------------
     def option(self, name: str) -> Option:
@@ -148,16 +172,73 @@ class Provider:
     def output_size(self, image: ImageInfo, options: Mapping) -> tuple[int, int]:
         raise NotImplementedError
 
-    # --- wire contract -----------------------------------------------------------------
-    def submit(self, job) -> Result:
+    # --- wire contract (async: the tracker polls hundreds of jobs on one loop) ---------
+    async def submit(self, job, http) -> Result:
         raise NotImplementedError
 
-    def poll(self, job) -> Result:
+    async def poll(self, job, http) -> Result:
         raise NotImplementedError
 
-    def parse_webhook(self, job, request) -> Result:
-        raise NotImplementedError
-
-    def cancel(self, job) -> bool:
+    async def cancel(self, job, http) -> bool:
         """Ask the provider to stop; False when it has no way to."""
         return False
+
+    def webhook_hint(self, body: bytes) -> str:
+        """What a webhook body claims, for the timeline. Never acted on: a webhook only
+        makes us confirm with the provider at once."""
+        return ""
+
+    def first_poll_delay(self) -> float:
+        return 1.0
+
+    def poll_delay(self, poll_count: int) -> float:
+        """Seconds until the next poll: quick at first, then every few seconds, so a
+        finished task is noticed within ~5 s even without a webhook."""
+        return min(1.0 + 0.5 * poll_count, 4.0)
+
+    def result_hosts(self) -> set[str]:
+        """Hosts allowed to be private/plain http when downloading results."""
+        return set()
+
+
+class HttpProvider(Provider):
+    """A provider reached over HTTP, with its key and base URL from the environment.
+
+    No key configured: the adapter talks to the sandbox, the local emulator mounted at
+    PUBLIC_BASE_URL/sandbox/<slug>, with the sandbox's key. Same code path either way.
+    """
+
+    default_base_url = ""
+
+    @property
+    def _config(self) -> Mapping:
+        return settings.PROVIDER_SETTINGS.get(self.slug, {})
+
+    @property
+    def is_sandbox(self) -> bool:
+        return not self._config.get("api_key")
+
+    @property
+    def api_key(self) -> str:
+        return self._config.get("api_key") or settings.SANDBOX_API_KEY
+
+    @property
+    def base_url(self) -> str:
+        if self._config.get("base_url"):
+            return self._config["base_url"].rstrip("/")
+        if self.is_sandbox:
+            return f"{settings.PUBLIC_BASE_URL}/sandbox/{self.slug}"
+        return self.default_base_url
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def result_hosts(self) -> set[str]:
+        return {urlsplit(self.base_url).hostname or ""}
+
+    def webhook_url(self, job) -> str:
+        return f"{settings.PUBLIC_BASE_URL}/hooks/{self.slug}/{job.pk}/{job.webhook_token}/"
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return self.supports_webhook and settings.WEBHOOKS_ENABLED

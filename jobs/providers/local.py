@@ -28,7 +28,7 @@ class LocalProvider(Provider):
                 "output_too_large",
             )
 
-    def submit(self, job):
+    async def submit(self, job, http):
         size = (job.input_width * job.options["scale"], job.input_height * job.options["scale"])
         with job.input_file.open("rb") as stream:
             data, _fmt = imaging.resize(stream, size)

@@ -1,4 +1,4 @@
-"""Run the whole portal in one terminal: web server and django-q2 cluster.
+"""Run the whole portal in one terminal: web server, django-q2 cluster and tracker.
 
 One Ctrl-C stops everything; if any part dies, the others are stopped too, so the
 portal never runs half-alive.
@@ -24,6 +24,7 @@ class Command(BaseCommand):
         parts = {
             "web": [*manage, "runserver", addrport, "--noreload"],
             "worker": [*manage, "qcluster"],
+            "tracker": [*manage, "track"],
         }
         procs = {name: subprocess.Popen(cmd) for name, cmd in parts.items()}
         self.stdout.write(f"Portal at http://{addrport}/ — press Ctrl-C to stop.")

@@ -1,0 +1,3 @@
+"""Sandbox for apixo: not written yet."""
+
+urlpatterns = []

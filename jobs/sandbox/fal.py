@@ -1,0 +1,3 @@
+"""Sandbox for fal: not written yet."""
+
+urlpatterns = []

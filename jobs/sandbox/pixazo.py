@@ -1,0 +1,3 @@
+"""Sandbox for pixazo: not written yet."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Sandbox for pixelcut: not written yet."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Sandbox for ximilar: not written yet."""
+
+urlpatterns = []

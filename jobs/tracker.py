@@ -1,0 +1,132 @@
+"""The tracker: one loop that keeps every unfinished job moving without parking a worker.
+
+Each tick claims the jobs whose `next_poll_at` has come (SKIP LOCKED on PostgreSQL, so
+several trackers share the work), polls the running ones concurrently on one
+httpx.AsyncClient, records what changed, and hands resubmits and downloads to
+django-q2. `manage.py track` runs it in a loop; the minute schedule runs one tick as a
+safety net when no tracker runs.
+"""
+
+import asyncio
+import logging
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from jobs import http, pipeline, tasks
+from jobs.models import Job
+from jobs.providers import ProviderError
+
+log = logging.getLogger(__name__)
+State = Job.State
+LEASE_SECONDS = 60  # a claimed job is not claimed again for this long
+BATCH = 1000
+IDLE_WAIT = 1.0  # at most this long between ticks
+
+
+def claim_due(state: str, limit: int = BATCH) -> list[Job]:
+    """Due jobs in `state`, leased to this tracker by pushing next_poll_at ahead."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = Job.objects.filter(state=state, next_poll_at__lte=now).order_by("next_poll_at")
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        jobs = list(due[:limit])
+        if jobs:
+            lease = {"next_poll_at": now + timezone.timedelta(seconds=LEASE_SECONDS)}
+            if state == State.QUEUED:
+                lease = {"next_poll_at": None, "enqueued_at": now}  # claim() wants NULL
+            Job.objects.filter(pk__in=[j.pk for j in jobs], state=state).update(**lease)
+    return jobs
+
+
+async def poll_all(jobs: list[Job], client) -> list:
+    gate = asyncio.Semaphore(settings.TRACKER_CONCURRENCY)
+
+    async def one(job):
+        async with gate:
+            try:
+                return await job.provider_obj.poll(job, client)
+            except ProviderError as err:
+                return err
+            except Exception as exc:  # a bug must not stop the other polls
+                log.exception("poll of job %s crashed", job.pk)
+                return ProviderError(
+                    "internal_error", f"Checking on the job crashed ({exc}).", retryable=True
+                )
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+class Tracker:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.client = None
+
+    def close(self):
+        if self.client is not None:
+            self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+    def tick(self) -> float:
+        """One round; returns how long to wait before the next."""
+        for job in claim_due(State.QUEUED):
+            tasks.enqueue_submit([job.pk], mark=False)
+        for job in claim_due(State.FETCHING):
+            tasks.enqueue_finish(job.pk)
+        running = claim_due(State.RUNNING)
+        if running:
+            self.poll(running)
+        return self.wait()
+
+    def poll(self, jobs: list[Job]) -> None:
+        if self.client is None:
+            self.client = self.loop.run_until_complete(self._make_client())
+        outcomes = self.loop.run_until_complete(poll_all(jobs, self.client))
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            try:
+                pipeline.apply_poll(job, outcome)
+            except Exception:
+                log.exception("acting on the poll of job %s failed", job.pk)
+
+    async def _make_client(self):
+        return http.client()
+
+    def wait(self) -> float:
+        upcoming = Job.objects.filter(
+            state__in=[State.QUEUED, State.RUNNING, State.FETCHING], next_poll_at__isnull=False
+        ).aggregate(at=Min("next_poll_at"))["at"]
+        if upcoming is None:
+            return IDLE_WAIT
+        return min(max((upcoming - timezone.now()).total_seconds(), 0.02), IDLE_WAIT)
+
+    def run_forever(self, stop=lambda: False):
+        try:
+            while not stop():
+                try:
+                    pause = self.tick()
+                except Exception:
+                    log.exception("tracker tick failed")
+                    pause = IDLE_WAIT
+                close_old_connections()
+                time.sleep(pause)  # the tracker's own loop; no task is parked here
+        finally:
+            self.close()
+
+
+def poll_now(job_id: int) -> None:
+    """Confirm one job with its provider at once (after a webhook hint)."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, state=State.RUNNING).update(
+        next_poll_at=now + timezone.timedelta(seconds=LEASE_SECONDS)
+    )
+    if not claimed:
+        return
+    tracker = Tracker()
+    try:
+        tracker.poll([Job.objects.get(pk=job_id)])
+    finally:
+        tracker.close()
