@@ -170,3 +170,46 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
                 created.append(job)
         tasks.enqueue_submit([job.pk for job in created])
     return created
+
+
+def parse_sizes(values) -> list[tuple[str, ImageInfo]]:
+    """`name|width|height|bytes` entries the upload page measured in the browser."""
+    infos = []
+    for value in values[:50]:
+        try:
+            name, width, height, size = value.rsplit("|", 3)
+            info = ImageInfo("PNG", int(width), int(height), False, int(size))
+        except ValueError:
+            continue
+        if info.width > 0 and info.height > 0:
+            infos.append((display_name(name), info))
+    return infos
+
+
+def preview(choices, infos) -> list[dict]:
+    """What each chosen provider would make of each image, before anything is sent:
+    the predicted size and price, or the refusal in plain words."""
+    from billing.pricing import quote
+
+    rows = []
+    for slug, raw in choices:
+        try:
+            provider = get_provider(slug)
+        except KeyError:
+            continue
+        try:
+            options = provider.clean_options(raw)
+        except Refusal as refusal:
+            rows.append({"provider": provider, "name": "", "error": refusal.message})
+            continue
+        for name, info in infos:
+            row = {"provider": provider, "name": name, "info": info, "options": options,
+                   "label": provider.describe(options)}
+            try:
+                provider.check(info, options)
+                row["size"] = provider.output_size(info, options)
+                row["quote"] = quote(slug, provider.name, *row["size"], options)
+            except Refusal as refusal:
+                row["error"] = refusal.message
+            rows.append(row)
+    return rows

@@ -5,6 +5,7 @@ from jobs import views
 app_name = "jobs"
 urlpatterns = [
     path("providers/", views.providers, name="providers"),
+    path("upload/preview/", views.preview, name="preview"),
     path("jobs/batch/<uuid:batch>/compare/", views.compare, name="compare"),
     path("", views.upload, name="upload"),
     path("jobs/", views.history, name="history"),

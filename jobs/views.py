@@ -47,6 +47,7 @@ def upload(request):
             )
         except intake.SubmissionRefused as refusal:
             ctx["errors"] = refusal.errors
+        ctx["compare"] = len({job.provider for job in ctx["created"]}) > 1
         if request.htmx:
             status = 422 if ctx["errors"] else 201
             return render(request, "jobs/upload.html#outcome", ctx, status=status)
@@ -58,6 +59,15 @@ def upload(request):
         return render(request, "jobs/upload.html", ctx, status=422)
     ctx["panels"] = provider_panels(["local"])
     return render(request, "jobs/upload.html", ctx)
+
+
+@login_required
+@require_GET
+def preview(request):
+    """The upload page's live preview: result size and price per image and provider."""
+    infos = intake.parse_sizes(request.GET.getlist("size"))
+    rows = intake.preview(provider_choices_from(request.GET), infos)
+    return render(request, "jobs/_preview.html", {"rows": rows, "images": infos})
 
 
 @login_required
@@ -97,6 +107,8 @@ def detail(request, pk):
         "job": job,
         "events": job.events.all(),
         "panels": provider_panels([job.provider], {job.provider: job.options}),
+        "siblings": Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
+        .exclude(pk=job.pk).exists(),
     }
     template = "jobs/detail.html"
     if request.htmx and request.htmx.target == "live":

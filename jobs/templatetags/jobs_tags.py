@@ -29,3 +29,17 @@ def filesize(value):
 def same(a, b) -> bool:
     """Compare an option's value with a choice whatever their types (2 == "2")."""
     return str(a) == str(b)
+
+
+@register.filter
+def usd(amount):
+    """Dollars as people read them: "$0.12", and four places only when cents hide some
+    of it ("$0.0160")."""
+    from decimal import Decimal
+
+    if amount is None:
+        return "—"
+    amount = Decimal(amount)
+    if amount == amount.quantize(Decimal("0.01")):
+        return f"${amount:.2f}"
+    return f"${amount:.4f}"

@@ -94,7 +94,10 @@ class Command(BaseCommand):
             if job.output_width
             else (f"~{job.predicted_width}x{job.predicted_height}")
         )
-        cost = "$0.0000"  # local is free; billing prices the others
+        price = job.price
+        cost = f"${price.amount}" + ("" if price.verified else " (assumed price)")
+        if job.sandbox:
+            cost += " sandbox"
         extra = f"  {job.error_code}: {job.error_message}" if job.error_message else ""
         self.stdout.write(f"job {job.pk}  {job.state:<10}  {size:<12}  {cost}{extra}")
 

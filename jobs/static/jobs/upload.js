@@ -14,7 +14,29 @@
     return n >= 1024 ? Math.round(n / 1024) + " KB" : n + " bytes";
   }
 
+  // Measure the chosen images in the browser so the preview can show result sizes and
+  // prices before anything is uploaded. The server still decodes every file on submit.
+  async function measure() {
+    const sizes = document.getElementById("sizes");
+    sizes.innerHTML = "";
+    for (const file of input.files) {
+      try {
+        const bitmap = await createImageBitmap(file);
+        const field = document.createElement("input");
+        field.type = "hidden";
+        field.name = "size";
+        field.value = [file.name, bitmap.width, bitmap.height, file.size].join("|");
+        sizes.appendChild(field);
+        bitmap.close();
+      } catch (err) {
+        // Not decodable here; the server will say why on submit.
+      }
+    }
+    document.body.dispatchEvent(new Event("sizes-ready"));
+  }
+
   function render() {
+    measure();
     list.innerHTML = "";
     for (const file of input.files) {
       const li = document.createElement("li");
