@@ -18,7 +18,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-from jobs.providers.base import ProviderError
+from jobs.errors import ProviderError
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 MAX_REDIRECTS = 3
