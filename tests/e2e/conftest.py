@@ -63,6 +63,7 @@ class Portal:
             "DEMO_PASSWORD": PASSWORD,
             "Q_CLUSTER_NAME": f"e2e{uuid.uuid4().hex[:8]}",  # its own Redis queue
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
+            "SANDBOX_LATENCY": "1.5",
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -1,0 +1,97 @@
+"""Signed input links and the webhook door."""
+
+import time
+from unittest import mock
+
+import pytest
+from django.core import signing
+
+from jobs import inbound, lifecycle
+from jobs.models import Job, WebhookDelivery
+
+
+@pytest.fixture
+def running_job(make_job, owner, team):
+    job = make_job(owner, team, run=False)
+    lifecycle.claim(job.pk)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, provider_task_id="t-1")
+    job.refresh_from_db()
+    return job
+
+
+def path(url):
+    return url.split("://", 1)[1].split("/", 1)[1].join(["/", ""])
+
+
+def test_a_signed_input_link_serves_the_input_while_the_job_runs(client, running_job):
+    response = client.get(path(inbound.input_url(running_job)))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+
+
+def test_an_altered_link_is_refused(client, running_job):
+    url = path(inbound.input_url(running_job))
+    assert client.get(url[:-3] + "xx/").status_code == 404
+
+
+def test_an_expired_link_is_refused(client, running_job, settings):
+    url = path(inbound.input_url(running_job))
+    later = time.time() + settings.INPUT_URL_TTL + 5
+    with mock.patch("django.core.signing.time.time", return_value=later):
+        assert client.get(url).status_code == 404
+
+
+def test_a_foreign_token_is_refused(client, running_job):
+    other_salt = signing.dumps({"j": running_job.pk, "p": "local"}, salt="something-else")
+    assert client.get(f"/inputs/{other_salt}/").status_code == 404
+    wrong_provider = signing.dumps({"j": running_job.pk, "p": "pixazo"}, salt=inbound.INPUT_SALT)
+    assert client.get(f"/inputs/{wrong_provider}/").status_code == 404
+
+
+def test_the_link_dies_when_the_job_ends(client, running_job):
+    url = path(inbound.input_url(running_job))
+    lifecycle.fail(running_job.pk, [Job.State.RUNNING], "x", "stopped")
+    assert client.get(url).status_code == 404
+
+
+def hook(job, token=None):
+    return f"/hooks/{job.provider}/{job.pk}/{token or job.webhook_token}/"
+
+
+def test_a_forged_webhook_token_is_refused_and_changes_nothing(client, running_job):
+    response = client.post(hook(running_job, "forged"), b"{}", content_type="application/json")
+    assert response.status_code == 404
+    assert WebhookDelivery.objects.count() == 0
+    assert running_job.events.count() == Job.objects.get(pk=running_job.pk).events.count()
+
+
+def test_a_webhook_for_another_provider_or_job_is_refused(client, running_job):
+    url = f"/hooks/pixazo/{running_job.pk}/{running_job.webhook_token}/"
+    assert client.post(url, b"{}", content_type="application/json").status_code == 404
+    url = f"/hooks/local/999999/{running_job.webhook_token}/"
+    assert client.post(url, b"{}", content_type="application/json").status_code == 404
+
+
+def test_webhooks_take_posts_only(client, running_job):
+    assert client.get(hook(running_job)).status_code == 405
+
+
+def test_a_duplicate_delivery_is_recorded_once(client, make_job, owner, team):
+    job = make_job(owner, team)  # finished: nothing to confirm
+    for _ in range(3):
+        response = client.post(hook(job), b'{"status": "done"}', content_type="application/json")
+        assert response.status_code == 200
+    assert WebhookDelivery.objects.filter(job=job).count() == 1
+    assert response.json() == {"ok": True, "duplicate": True}
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED
+
+
+def test_a_webhook_makes_the_tracker_confirm_at_once(client, running_job):
+    with mock.patch("jobs.tasks.enqueue_poll") as enqueue_poll:
+        client.post(hook(running_job), b'{"status": "done"}', content_type="application/json")
+    enqueue_poll.assert_called_once_with(running_job.pk)
+    running_job.refresh_from_db()
+    assert running_job.state == Job.State.RUNNING  # nothing acted on the body itself
+    assert "Webhook from Local (Pillow). Confirming" in running_job.events.last().detail
