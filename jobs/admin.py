@@ -78,8 +78,16 @@ class JobAdmin(admin.ModelAdmin):
 class SandboxFaultsAdmin(admin.ModelAdmin):
     """Demos and manual tests switch sandbox faults on here."""
 
-    list_display = ["provider", "latency", "error_status", "error_count", "task_failure",
-                    "slow_seconds", "webhook", "expired_results"]
+    list_display = [
+        "provider",
+        "latency",
+        "error_status",
+        "error_count",
+        "task_failure",
+        "slow_seconds",
+        "webhook",
+        "expired_results",
+    ]
 
 
 @admin.register(SandboxTask)

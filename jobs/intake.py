@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -85,12 +86,25 @@ def inspect(files) -> list[Upload]:
     return uploads
 
 
+def check_limits(provider: Provider, info: ImageInfo, options) -> None:
+    """The provider's own limits, then ours: no result larger than we would store."""
+    provider.check(info, options)
+    width, height = provider.output_size(info, options)
+    if width * height > settings.MAX_RESULT_PIXELS:
+        raise Refusal(
+            f"The result would be {width}x{height} ({width * height / 1e6:.0f} MP); the portal "
+            f"stores results up to {settings.MAX_RESULT_PIXELS / 1e6:g} MP. Pick a smaller "
+            "scale.",
+            "output_too_large",
+        )
+
+
 def check(infos: Sequence[tuple[str, ImageInfo]], selections: Sequence[Selection]) -> None:
     errors = []
     for name, info in infos:
         for sel in selections:
             try:
-                sel.provider.check(info, sel.options)
+                check_limits(sel.provider, info, sel.options)
             except Refusal as refusal:
                 errors.append(f"{name} with {sel.provider.name}: {refusal.message}")
     if errors:
@@ -203,10 +217,15 @@ def preview(choices, infos) -> list[dict]:
             rows.append({"provider": provider, "name": "", "error": refusal.message})
             continue
         for name, info in infos:
-            row = {"provider": provider, "name": name, "info": info, "options": options,
-                   "label": provider.describe(options)}
+            row = {
+                "provider": provider,
+                "name": name,
+                "info": info,
+                "options": options,
+                "label": provider.describe(options),
+            }
             try:
-                provider.check(info, options)
+                check_limits(provider, info, options)
                 row["size"] = provider.output_size(info, options)
                 row["quote"] = quote(slug, provider.name, *row["size"], options)
             except Refusal as refusal:

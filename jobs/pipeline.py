@@ -22,8 +22,6 @@ from jobs.providers import Failed, Finished, ProviderError, Running
 log = logging.getLogger(__name__)
 State = Job.State
 
-# Results we keep are decoded like uploads; a provider may return up to ~100 MP (fal).
-MAX_RESULT_PIXELS = 150_000_000
 MAX_ERRORS_IN_ROW = 8  # retryable poll/download errors before a job is given up
 
 
@@ -224,7 +222,7 @@ def fetch_failed(job: Job, err: ProviderError) -> None:
 
 def store_result(job: Job, data: bytes) -> None:
     try:
-        info = imaging.inspect_result(data, MAX_RESULT_PIXELS)
+        info = imaging.inspect_result(data, settings.MAX_RESULT_PIXELS)
     except imaging.ImageRefused as refusal:
         lifecycle.fail(
             job.pk,

@@ -108,7 +108,8 @@ def detail(request, pk):
         "events": job.events.all(),
         "panels": provider_panels([job.provider], {job.provider: job.options}),
         "siblings": Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
-        .exclude(pk=job.pk).exists(),
+        .exclude(pk=job.pk)
+        .exists(),
     }
     template = "jobs/detail.html"
     if request.htmx and request.htmx.target == "live":

@@ -143,7 +143,10 @@ def sandbox(live_server, settings, sync_tasks, transactional_db):
     settings.PROVIDER_SETTINGS = {
         slug: {"api_key": "", "base_url": ""} for slug in settings.PROVIDER_SETTINGS
     }
-    return Sandbox(live_server.url)
+    yield Sandbox(live_server.url)
+    from jobs.sandbox import engine
+
+    engine.wait_for_webhooks()  # none may land while the test database is torn down
 
 
 @pytest.fixture
@@ -161,3 +164,10 @@ def submit(owner, team):
         return job
 
     return go
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main
+    thread while its browser is open, and the worker code under test calls asyncio.run()."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -16,8 +16,9 @@ def download(url, handler=None, allowed=(), **kwargs):
     async def go():
         transport = httpx.MockTransport(handler) if handler else None
         async with httpx.AsyncClient(transport=transport) as client:
-            return await http.download(client, url, allowed_hosts=set(allowed), who="Acme",
-                                       **kwargs)
+            return await http.download(
+                client, url, allowed_hosts=set(allowed), who="Acme", **kwargs
+            )
 
     return asyncio.run(go())
 
@@ -37,8 +38,9 @@ def test_it_refuses_anything_but_https(url):
     assert err.value.code == "bad_result_url" and not err.value.retryable
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254",
-                                  "[::1]"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "[::1]"]
+)
 def test_it_refuses_private_and_loopback_addresses(host):
     with pytest.raises(ProviderError) as err:
         download(f"https://{host}/r.png", image)
@@ -108,11 +110,16 @@ def test_it_gives_up_at_the_deadline():
     assert err.value.code == "result_timeout" and err.value.retryable
 
 
-@pytest.mark.parametrize("status,code,retryable", [
-    (403, "result_expired", False), (404, "result_expired", False),
-    (410, "result_expired", False), (503, "result_download_failed", True),
-    (500, "result_download_failed", True),
-])
+@pytest.mark.parametrize(
+    "status,code,retryable",
+    [
+        (403, "result_expired", False),
+        (404, "result_expired", False),
+        (410, "result_expired", False),
+        (503, "result_download_failed", True),
+        (500, "result_download_failed", True),
+    ],
+)
 def test_error_answers_are_classified_once(status, code, retryable):
     with pytest.raises(ProviderError) as err:
         download(f"{PUBLIC}/r.png", lambda request: httpx.Response(status))

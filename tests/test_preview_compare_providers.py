@@ -12,8 +12,11 @@ def preview(client, query):
 
 
 def test_the_preview_predicts_sizes_and_prices_per_provider(owner_client):
-    html = preview(owner_client, "size=cat.png|1000|800|1234&provider=local&local-scale=2"
-                   "&provider=pixazo&pixazo-scale=4&provider=apixo&apixo-resolution=2k")
+    html = preview(
+        owner_client,
+        "size=cat.png|1000|800|1234&provider=local&local-scale=2"
+        "&provider=pixazo&pixazo-scale=4&provider=apixo&apixo-resolution=2k",
+    )
     assert "cat.png" in html
     assert "2000×1600" in html and "$0.00" in html  # local, free
     assert "4000×3200" in html and "$0.23" in html  # pixazo: 12.8 MP, the 8-16 MP bracket
@@ -38,9 +41,15 @@ def test_the_preview_needs_a_signed_in_user(client, db):
 
 def test_several_providers_make_one_batch_to_compare(owner_client, owner, team):
     response = owner_client.post(
-        "/", {"images": [upload("duo.png")], "provider": ["local", "apixo"],
-              "local-scale": "3", "apixo-resolution": "2k"},
-        HTTP_HX_REQUEST="true")
+        "/",
+        {
+            "images": [upload("duo.png")],
+            "provider": ["local", "apixo"],
+            "local-scale": "3",
+            "apixo-resolution": "2k",
+        },
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 201
     html = response.content.decode()
     jobs = list(Job.objects.order_by("provider"))
@@ -63,8 +72,7 @@ def test_the_compare_page_is_team_scoped(client, make_job, owner, team, outsider
     assert client.get(f"/jobs/batch/{uuid.uuid4()}/compare/").status_code == 404
 
 
-def test_the_providers_page_lists_all_six_with_their_figures(owner_client, make_job, owner,
-                                                             team):
+def test_the_providers_page_lists_all_six_with_their_figures(owner_client, make_job, owner, team):
     make_job(owner, team)
     failed = make_job(owner, team, run=False)
     Job.objects.filter(pk=failed.pk).update(state="failed", error_message="It broke badly.")
@@ -78,8 +86,9 @@ def test_the_providers_page_lists_all_six_with_their_figures(owner_client, make_
 
 
 def test_sandbox_jobs_are_marked(owner_client, owner, team):
-    (job,) = intake.submit_uploads(user=owner, team=team, files=[upload("s.png")],
-                                   choices=[("apixo", {})])
+    (job,) = intake.submit_uploads(
+        user=owner, team=team, files=[upload("s.png")], choices=[("apixo", {})]
+    )
     assert job.sandbox is True
     row = owner_client.get(f"/jobs/{job.pk}/row/").content.decode()
     assert 'class="badge sandbox"' in row

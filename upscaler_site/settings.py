@@ -143,6 +143,9 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 MIN_INPUT_SIDE = 64
 MAX_INPUT_PIXELS = env_int("MAX_INPUT_PIXELS", 50_000_000)  # above this: decompression bomb
 LOCAL_MAX_OUTPUT_PIXELS = env_int("LOCAL_MAX_OUTPUT_PIXELS", 64_000_000)
+# The largest result we store, whatever the provider (fal allows up to 100 MP). Predicted
+# outputs above it are refused before anything is sent (and paid for).
+MAX_RESULT_PIXELS = env_int("MAX_RESULT_PIXELS", 150_000_000)
 
 # Jobs stuck in `submitting` longer than this are failed as "unknown", never resent.
 SUBMIT_DEADLINE_SECONDS = env_int("SUBMIT_DEADLINE_SECONDS", 600)

@@ -1,8 +1,40 @@
-"""Ximilar Upscaler (doc 003): async request, polled at /v2/request/{id} or webhook."""
+"""Ximilar Upscaler (doc 003): async request, polled at /v2/request/{id} or webhook.
 
-from jobs.providers.base import HttpProvider, Option
+Ximilar's API is Django REST Framework: errors are `{"detail": "..."}` or, for a body
+that fails validation, `{"<field>": ["...", ...]}`; neither carries an error code, so
+our codes are DRF's own names for the statuses (`authentication_failed`, `throttled`...).
+"""
+
+import base64
+import json
+from urllib.parse import quote
+
+import httpx
+
+from jobs.http import send, status_error
+from jobs.providers.base import (
+    Failed,
+    Finished,
+    HttpProvider,
+    Option,
+    ProviderError,
+    Running,
+)
 
 ENDPOINTS = {2: "upscale_2x", 4: "upscale_4x", 8: "upscale_8x"}
+REQUEST_PATH = "/account/v2/request"
+PENDING_STATES = ("CREATED", "PROCESSING")  # doc; anything unknown is also waited on
+FAILED_STATES = ("ERROR", "FAILED")  # not in the doc: INDEX.md says treat them as failure
+# DRF's default codes for the statuses Ximilar answers (its bodies carry no code).
+ERROR_CODES = {
+    400: "invalid",
+    401: "authentication_failed",
+    402: "payment_required",
+    403: "permission_denied",
+    404: "not_found",
+    429: "throttled",
+}
+NOT_AUTHENTICATED = "Authentication credentials were not provided."  # DRF's text
 
 
 class XimilarProvider(HttpProvider):
@@ -33,9 +65,146 @@ class XimilarProvider(HttpProvider):
             "output_format",
             "Format",
             default="auto",
-            choices=(("auto", "Same as input"), ("jpg", "JPEG"), ("png", "PNG"), ("webp", "WebP")),
+            # Doc: with no image_format Ximilar returns PNG for images with alpha and
+            # JPEG otherwise, so "auto" is not "same as input" for an opaque PNG or WebP.
+            choices=(
+                ("auto", "Auto (PNG if transparent, else JPEG)"),
+                ("jpg", "JPEG"),
+                ("png", "PNG"),
+                ("webp", "WebP"),
+            ),
         ),
     )
 
     def output_size(self, image, options):
         return image.width * options["scale"], image.height * options["scale"]
+
+    # --- wire contract -----------------------------------------------------------------
+    def _headers(self) -> dict:
+        return {"Authorization": f"Token {self.api_key}", "Accept": "application/json"}
+
+    async def submit(self, job, http):
+        options = {o.name: job.options.get(o.name, o.default) for o in self.options}
+        with job.input_file.open("rb") as stream:
+            encoded = base64.b64encode(stream.read()).decode("ascii")
+        body = {
+            "type": "upscaler",
+            "endpoint": ENDPOINTS[options["scale"]],
+            # Exactly one record; the bytes themselves, so no public input URL is needed.
+            "records": [{"_base64": encoded}],
+            "mode": options["mode"],
+            "model_type": options["model_type"],
+        }
+        if options["output_format"] != "auto":  # absent = Ximilar's own choice (doc)
+            body["image_format"] = options["output_format"]
+        if self.webhooks_enabled:
+            body["webhook"] = {"endpoint": self.webhook_url(job), "headers": {}}
+        request = httpx.Request("POST", self.url(REQUEST_PATH), headers=self._headers(), json=body)
+        response = await send(http, request, self.name)
+        if not response.is_success:
+            raise self._error(response, submitting=True)
+        task_id = _answer(response, self.name).get("id")
+        if not task_id:
+            raise ProviderError("bad_answer", f"{self.name} accepted the job but gave no id.")
+        return Running(str(task_id))
+
+    async def poll(self, job, http):
+        task_id = job.provider_task_id
+        url = self.url(f"{REQUEST_PATH}/{quote(task_id, safe='')}")
+        response = await send(http, httpx.Request("GET", url, headers=self._headers()), self.name)
+        if not response.is_success:
+            raise self._error(response)
+        answer = _answer(response, self.name)
+        status = str(answer.get("status", "")).upper()
+        record = _first_record(answer)
+        said = (record.get("_status") or {}).get("text") or "no reason given"
+        if status in FAILED_STATES:
+            return Failed(status.lower(), f"{self.name} could not upscale this image ({said}).")
+        if status != "DONE":
+            return Running(task_id)
+        # DONE is about the request; each record has its own outcome.
+        if _record_code(record) >= 400:
+            return Failed("record_error", f"{self.name} could not upscale this image ({said}).")
+        if not record.get("_upscaled_image_url"):
+            return Failed("no_result", f"{self.name} finished but gave no link to the result.")
+        return Finished(url=record["_upscaled_image_url"], task_id=task_id)
+
+    def webhook_hint(self, body: bytes) -> str:
+        try:
+            status = json.loads(body).get("status")
+        except (ValueError, AttributeError):
+            return "unreadable body"
+        return f"says: {status}" if isinstance(status, str) else "unreadable body"
+
+    def _error(self, response: httpx.Response, submitting=False) -> ProviderError:
+        status = response.status_code
+        detail = _detail(response)
+        code = ERROR_CODES.get(status, "server_error" if status >= 500 else f"http_{status}")
+        if status == 401:
+            code = "not_authenticated" if detail == NOT_AUTHENTICATED else code
+            message = (
+                f"{self.name} refused the API token ({detail or status}). "
+                "An admin needs to check XIMILAR_API_TOKEN."
+            )
+        elif status in (402, 403):
+            message = (
+                f"{self.name} refused access ({detail or status}). An admin needs to check "
+                "the Ximilar account's credits and permissions."
+            )
+        elif status == 404 and submitting:  # the request path itself was not found
+            message = (
+                f"{self.name} answered {detail or 'Not found'} for a new job. "
+                "An admin needs to check XIMILAR_BASE_URL."
+            )
+        elif status == 404:
+            message = f"{self.name} no longer knows this job ({detail or status})."
+        elif status == 400:
+            message = f"{self.name} refused the request ({detail or status})."
+        else:
+            message = detail  # 429/5xx: status_error words it and the job is retried
+        return status_error(response, self.name, code, message)
+
+
+def _answer(response: httpx.Response, who: str) -> dict:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ProviderError("bad_answer", f"{who} answered with something we could not read.")
+    return answer
+
+
+def _detail(response: httpx.Response) -> str:
+    """DRF's error body in one line: its `detail`, or `field: message` pairs."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""  # e.g. an HTML error page from a proxy: not worth showing
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:300]
+    if isinstance(body, dict):
+        parts = [
+            f"{field}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for field, v in body.items()
+        ]
+        return "; ".join(parts)[:300]
+    if isinstance(body, list):
+        return " ".join(map(str, body))[:300]
+    return ""
+
+
+def _first_record(answer: dict) -> dict:
+    """The one record we sent, as it came back (an empty dict while there is none)."""
+    response = answer.get("response")
+    records = response.get("records") if isinstance(response, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        return records[0]
+    return {}
+
+
+def _record_code(record: dict) -> int:
+    try:
+        return int((record.get("_status") or {}).get("code", 200))
+    except (TypeError, ValueError):
+        return 200

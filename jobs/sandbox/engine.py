@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import HttpResponse
 from django.urls import reverse
@@ -25,6 +25,7 @@ from jobs.sandbox.models import SandboxFaults, SandboxTask
 
 log = logging.getLogger(__name__)
 FILE_SALT = "sandbox-result"
+_pending_webhooks: set[threading.Timer] = set()
 
 
 class InputError(Exception):
@@ -191,14 +192,24 @@ def schedule_webhook(task: SandboxTask, payload, headers=None, *, retries=0) -> 
         except Exception:
             log.exception("sandbox webhook for %s failed", task.public_id)
         finally:
-            close_old_connections()
+            # This thread ends here: close its connection now, not after CONN_MAX_AGE.
+            connection.close()
 
     def start():
         timer = threading.Timer(max(delay, 0.05), deliver)
         timer.daemon = True
+        _pending_webhooks.add(timer)
         timer.start()
 
     transaction.on_commit(start)
+
+
+def wait_for_webhooks(timeout: float = 15.0) -> None:
+    """Let scheduled deliveries finish (tests do this before their database goes)."""
+    deadline = time.monotonic() + timeout
+    for timer in list(_pending_webhooks):
+        timer.join(max(0.0, deadline - time.monotonic()))
+        _pending_webhooks.discard(timer)
 
 
 def _post(url: str, body: dict, headers: dict, retries: int) -> None:
