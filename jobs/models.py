@@ -158,6 +158,16 @@ class WebhookDelivery(models.Model):
         return f"webhook for job {self.job_id} at {self.received_at:%H:%M:%S}"
 
 
+class Heartbeat(models.Model):
+    """A long-running process saying it is alive (the tracker, once a tick)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} at {self.beat_at:%H:%M:%S}"
+
+
 class JobEvent(models.Model):
     """One row per state change: the job page's timeline."""
 

@@ -133,6 +133,22 @@ def apply(job: Job, result, frm: str) -> None:
             tasks.enqueue_finish(job.pk)
 
 
+def reschedule(jobs: list[Job]) -> None:
+    """Still running at the provider: poll again later. Jobs at the same point of the
+    backoff share one UPDATE."""
+    by_count = {}
+    for job in jobs:
+        by_count.setdefault(job.poll_count, []).append(job)
+    for count, group in by_count.items():
+        by_delay = {}
+        for job in group:
+            by_delay.setdefault(job.provider_obj.poll_delay(count), []).append(job.pk)
+        for delay, ids in by_delay.items():
+            Job.objects.filter(pk__in=ids, state=State.RUNNING).update(
+                next_poll_at=later(delay), poll_count=F("poll_count") + 1, errors_in_row=0
+            )
+
+
 def poll_failed(job: Job, err: ProviderError) -> None:
     if err.retryable and job.errors_in_row + 1 < MAX_ERRORS_IN_ROW:
         delay = http.backoff(job.errors_in_row + 1, err.retry_after, cap=30)

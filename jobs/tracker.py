@@ -17,14 +17,25 @@ from django.db.models import Min
 from django.utils import timezone
 
 from jobs import http, pipeline, tasks
-from jobs.models import Job
-from jobs.providers import ProviderError
+from jobs.models import Heartbeat, Job
+from jobs.providers import ProviderError, Running
 
 log = logging.getLogger(__name__)
 State = Job.State
 LEASE_SECONDS = 60  # a claimed job is not claimed again for this long
 BATCH = 1000
 IDLE_WAIT = 1.0  # at most this long between ticks
+ALIVE_WITHIN = timezone.timedelta(seconds=5)  # a heartbeat older than this: no tracker
+
+
+def beat() -> None:
+    Heartbeat.objects.update_or_create(name="tracker", defaults={"beat_at": timezone.now()})
+
+
+def is_alive() -> bool:
+    return Heartbeat.objects.filter(
+        name="tracker", beat_at__gte=timezone.now() - ALIVE_WITHIN
+    ).exists()
 
 
 def claim_due(state: str, limit: int = BATCH) -> list[Job]:
@@ -71,26 +82,49 @@ class Tracker:
             self.loop.run_until_complete(self.client.aclose())
         self.loop.close()
 
-    def tick(self) -> float:
-        """One round; returns how long to wait before the next."""
+    def tick(self, budget: float = 2.0) -> float:
+        """One round; returns how long to wait before the next.
+
+        Running jobs are polled in chunks of TRACKER_CONCURRENCY, most overdue first, and
+        each chunk is recorded before the next is claimed: a job that finishes is noticed
+        one chunk later, not one whole sweep later."""
         for job in claim_due(State.QUEUED):
             tasks.enqueue_submit([job.pk], mark=False)
         for job in claim_due(State.FETCHING):
             tasks.enqueue_finish(job.pk)
-        running = claim_due(State.RUNNING)
-        if running:
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            running = claim_due(State.RUNNING, limit=settings.TRACKER_CONCURRENCY)
+            if not running:
+                break
             self.poll(running)
         return self.wait()
 
     def poll(self, jobs: list[Job]) -> None:
         if self.client is None:
             self.client = self.loop.run_until_complete(self._make_client())
+        started = time.monotonic()
         outcomes = self.loop.run_until_complete(poll_all(jobs, self.client))
+        polled = time.monotonic()
+        still = [
+            job
+            for job, outcome in zip(jobs, outcomes, strict=True)
+            if isinstance(outcome, Running) and not pipeline.overdue(job)
+        ]
+        pipeline.reschedule(still)  # the common case, in a few bulk UPDATEs
         for job, outcome in zip(jobs, outcomes, strict=True):
+            if job in still:
+                continue
             try:
                 pipeline.apply_poll(job, outcome)
             except Exception:
                 log.exception("acting on the poll of job %s failed", job.pk)
+        log.info(
+            "polled %d jobs in %.2f s, recorded in %.2f s",
+            len(jobs),
+            polled - started,
+            time.monotonic() - polled,
+        )
 
     async def _make_client(self):
         return http.client()
@@ -107,6 +141,7 @@ class Tracker:
         try:
             while not stop():
                 try:
+                    beat()
                     pause = self.tick()
                 except Exception:
                     log.exception("tracker tick failed")

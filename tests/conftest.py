@@ -143,10 +143,12 @@ def sandbox(live_server, settings, sync_tasks, transactional_db):
     settings.PROVIDER_SETTINGS = {
         slug: {"api_key": "", "base_url": ""} for slug in settings.PROVIDER_SETTINGS
     }
-    yield Sandbox(live_server.url)
     from jobs.sandbox import engine
 
+    engine.forget_faults()  # the previous test's faults went with its database
+    yield Sandbox(live_server.url)
     engine.wait_for_webhooks()  # none may land while the test database is torn down
+    engine.forget_faults()
 
 
 @pytest.fixture
@@ -164,6 +166,29 @@ def submit(owner, team):
         return job
 
     return go
+
+
+@pytest.fixture
+def sent_requests(monkeypatch):
+    """Every request the portal sends through `jobs.http.client()` (submits, polls,
+    downloads), in order, with its body read; the requests still really go out, on a
+    client made by the real factory (its timeouts, headers and limits)."""
+    from jobs import http
+
+    sent = []
+    real_client = http.client
+
+    async def record(request):
+        await request.aread()
+        sent.append(request)
+
+    def recording_client():
+        client = real_client()
+        client.event_hooks["request"].append(record)
+        return client
+
+    monkeypatch.setattr(http, "client", recording_client)
+    return sent
 
 
 @pytest.hookimpl(trylast=True)

@@ -5,9 +5,10 @@ from unittest import mock
 
 import pytest
 from django.core import signing
+from django.utils import timezone
 
-from jobs import inbound, lifecycle
-from jobs.models import Job, WebhookDelivery
+from jobs import inbound, lifecycle, tracker
+from jobs.models import Heartbeat, Job, WebhookDelivery
 
 
 @pytest.fixture
@@ -88,10 +89,29 @@ def test_a_duplicate_delivery_is_recorded_once(client, make_job, owner, team):
     assert job.state == Job.State.SUCCEEDED
 
 
-def test_a_webhook_makes_the_tracker_confirm_at_once(client, running_job):
+def test_without_a_tracker_a_webhook_queues_a_confirming_poll(client, running_job):
     with mock.patch("jobs.tasks.enqueue_poll") as enqueue_poll:
         client.post(hook(running_job), b'{"status": "done"}', content_type="application/json")
     enqueue_poll.assert_called_once_with(running_job.pk)
     running_job.refresh_from_db()
     assert running_job.state == Job.State.RUNNING  # nothing acted on the body itself
     assert "Webhook from Local (Pillow). Confirming" in running_job.events.last().detail
+
+
+def test_with_a_live_tracker_a_webhook_makes_the_job_due_now(client, running_job):
+    Job.objects.filter(pk=running_job.pk).update(
+        next_poll_at=timezone.now() + timezone.timedelta(minutes=5)
+    )
+    tracker.beat()
+    with mock.patch("jobs.tasks.enqueue_poll") as enqueue_poll:
+        client.post(hook(running_job), b'{"status": "done"}', content_type="application/json")
+    enqueue_poll.assert_not_called()  # the tracker's next tick (within a second) polls it
+    running_job.refresh_from_db()
+    assert running_job.next_poll_at <= timezone.now()
+
+
+def test_a_stale_heartbeat_means_no_tracker(running_job):
+    tracker.beat()
+    assert tracker.is_alive()
+    Heartbeat.objects.update(beat_at=timezone.now() - timezone.timedelta(seconds=30))
+    assert not tracker.is_alive()

@@ -73,7 +73,11 @@ TEMPLATES = [
 SQLITE_PATH = VAR_DIR / "portal.sqlite3"
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=60
+        env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"),
+        # 0 by default: the development server runs each request in a new thread, and a
+        # persistent connection per dead thread soon exhausts PostgreSQL's slots. Set it
+        # (e.g. 60) under gunicorn.
+        conn_max_age=env_int("CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -176,7 +180,7 @@ RESULT_DEADLINE = env_float("RESULT_DEADLINE", 120.0)  # seconds to download one
 SUBMIT_MAX_ATTEMPTS = env_int("SUBMIT_MAX_ATTEMPTS", 5)
 RETRY_BUDGET_SECONDS = env_int("RETRY_BUDGET_SECONDS", 300)  # total time spent retrying
 POLL_MAX_SECONDS = env_int("POLL_MAX_SECONDS", 3600)  # a job running longer is failed
-TRACKER_CONCURRENCY = env_int("TRACKER_CONCURRENCY", 64)  # polls in flight at once
+TRACKER_CONCURRENCY = env_int("TRACKER_CONCURRENCY", 32)  # polls in flight at once
 
 # --- Sandboxes -------------------------------------------------------------------------
 SANDBOX_API_KEY = "sandbox-key"  # the one key every sandbox accepts; not a secret

@@ -33,15 +33,31 @@ class InputError(Exception):
 
 
 # --- faults ----------------------------------------------------------------------------
+_faults_cache: dict[str, tuple[float, SandboxFaults]] = {}
+FAULTS_TTL = 0.5  # seconds; a change made in another process shows after this at most
+
+
 def faults(provider: str) -> SandboxFaults:
-    return SandboxFaults.objects.filter(provider=provider).first() or SandboxFaults(
+    """The provider's fault settings. Read on every emulated call, so briefly cached:
+    under load the sandbox otherwise spends more time reading them than answering."""
+    cached = _faults_cache.get(provider)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    found = SandboxFaults.objects.filter(provider=provider).first() or SandboxFaults(
         provider=provider
     )
+    _faults_cache[provider] = (time.monotonic() + FAULTS_TTL, found)
+    return found
+
+
+def forget_faults() -> None:
+    _faults_cache.clear()
 
 
 def set_faults(provider: str, **values) -> SandboxFaults:
     """Switch faults on (tests, demos). Unnamed fields go back to their defaults."""
     SandboxFaults.objects.filter(provider=provider).delete()
+    _faults_cache.pop(provider, None)
     return SandboxFaults.objects.create(provider=provider, **values)
 
 

@@ -20,6 +20,7 @@ from jobs.providers import ProviderError, Running
 from jobs.providers.apixo import ApixoProvider
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
+from tests.support import states, wait_until
 
 SLUG = "apixo"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / SLUG
@@ -41,25 +42,8 @@ def shape(value):
     return type(value).__name__
 
 
-def wait_for(condition, timeout=10.0):
-    """Wait on a condition with a deadline (for work in the live server's threads)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 def details(job) -> list[str]:
     return list(JobEvent.objects.filter(job=job).values_list("detail", flat=True))
-
-
-def states(job) -> list[str]:
-    """The timeline's states, repeats collapsed."""
-    out = []
-    for state in JobEvent.objects.filter(job=job).values_list("state", flat=True):
-        if not out or out[-1] != state:
-            out.append(state)
-    return out
 
 
 def api(sandbox, key=None) -> httpx.Client:
@@ -82,24 +66,6 @@ def valid_body(url="http://127.0.0.1:9/nothing.png", **input_fields) -> dict:
 
 def hook_url(job, token=None) -> str:
     return f"{settings.PUBLIC_BASE_URL}/hooks/{SLUG}/{job.pk}/{token or job.webhook_token}/"
-
-
-@pytest.fixture
-def recorded(monkeypatch):
-    """Every request our side sends (submits, polls, downloads), through the real door."""
-    seen = []
-    make = door.client
-
-    async def record(request):
-        seen.append(request)
-
-    def client():
-        c = make()
-        c.event_hooks = {"request": [record], "response": []}
-        return c
-
-    monkeypatch.setattr(door, "client", client)
-    return seen
 
 
 @pytest.fixture
@@ -147,19 +113,19 @@ def test_it_upscales_end_to_end_to_the_predicted_size(
 
 
 @pytest.mark.parametrize("webhooks", [True, False], ids=["callback", "async"])
-def test_it_sends_the_documented_requests(sandbox, submit, settings, recorded, webhooks):
+def test_it_sends_the_documented_requests(sandbox, submit, settings, sent_requests, webhooks):
     settings.WEBHOOKS_ENABLED = webhooks
     # A long task and no callback: we see the submit, then the tracker's first poll.
     sandbox.faults(SLUG, latency=60, webhook="off")
     base = f"{sandbox.url}/sandbox/{SLUG}"
 
     def polled(job):
-        return any(r.url.path.endswith("/statusTask/image-upscaler") for r in recorded)
+        return any(r.url.path.endswith("/statusTask/image-upscaler") for r in sent_requests)
 
     job = sandbox.settle(submit(SLUG, resolution="2k", output_format="png"), until=polled)
     assert job.state == Job.State.RUNNING
 
-    posts = [r for r in recorded if r.method == "POST"]
+    posts = [r for r in sent_requests if r.method == "POST"]
     assert len(posts) == 1
     sent = posts[0]
     assert str(sent.url) == f"{base}/generateTask/image-upscaler"
@@ -176,7 +142,7 @@ def test_it_sends_the_documented_requests(sandbox, submit, settings, recorded, w
     assert body["input"]["resolution"] == "2k"
     assert body["input"]["output_format"] == "png"
 
-    polls = [r for r in recorded if r.url.path.endswith("/statusTask/image-upscaler")]
+    polls = [r for r in sent_requests if r.url.path.endswith("/statusTask/image-upscaler")]
     assert polls
     for poll in polls:
         assert poll.method == "GET"
@@ -361,7 +327,7 @@ def test_it_does_not_resend_a_submit_that_timed_out(sandbox, submit, settings):
     assert "did not answer in time" in job.error_message
     assert "not sent again" in job.error_message
     # The slow sandbox still takes the request, once, after we stopped waiting.
-    wait_for(lambda: SandboxTask.objects.filter(provider=SLUG).exists())
+    wait_until(lambda: SandboxTask.objects.filter(provider=SLUG).exists())
     job.refresh_from_db()
     assert job.attempts == 1
     assert SandboxTask.objects.filter(provider=SLUG).count() == 1
@@ -440,7 +406,7 @@ def test_it_finishes_from_the_callback_without_waiting_for_a_poll(sandbox, submi
     assert job.state == Job.State.RUNNING
 
     # No tracker runs here: only the callback can move the job on.
-    wait_for(lambda: Job.objects.get(pk=job.pk).state in Job.FINAL_STATES)
+    wait_until(lambda: Job.objects.get(pk=job.pk).state in Job.FINAL_STATES)
     job.refresh_from_db()
 
     assert job.state == Job.State.SUCCEEDED
@@ -460,7 +426,7 @@ def test_a_duplicate_callback_changes_nothing(sandbox, submit, hints):
     sandbox.faults(SLUG, latency=0.2, webhook="duplicate")
     job = submit(SLUG, resolution="2k")
 
-    wait_for(lambda: len(hints) == 2 and Job.objects.get(pk=job.pk).state == "succeeded")
+    wait_until(lambda: len(hints) == 2 and Job.objects.get(pk=job.pk).state == "succeeded")
     assert hints[0] == hints[1]
     assert WebhookDelivery.objects.filter(job=job).count() == 1
     assert states(job).count("succeeded") == 1

@@ -6,22 +6,21 @@ have the same keys and types."""
 
 import base64
 import json
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from django.utils import timezone
 
-from jobs import http as jobs_http
 from jobs import intake, pipeline
 from jobs.models import Job, JobEvent, WebhookDelivery
 from jobs.providers import Failed, Finished, get_provider
 from jobs.providers.fal import MODEL, first_image_url
+from jobs.sandbox import engine as sandbox_engine
 from jobs.sandbox import fal as fal_sandbox
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
+from tests.support import states, timeline, wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fal"
 KEY = "sandbox-key"
@@ -42,34 +41,6 @@ def shape(value):
     if isinstance(value, int | float):
         return "number"
     return type(value).__name__
-
-
-def states(job):
-    """The timeline's states, repeats folded."""
-    seen = []
-    for state in job.events.order_by("at", "pk").values_list("state", flat=True):
-        if not seen or seen[-1] != state:
-            seen.append(state)
-    return seen
-
-
-def timeline(job) -> str:
-    return "\n".join(job.events.values_list("detail", flat=True))
-
-
-def wait_for(check, timeout=10.0):
-    """Wait for something another thread does (the sandbox's webhooks, a slow answer)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
-def webhooks_delivered():
-    """Let the sandbox's webhook timers finish their deliveries."""
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.join(10)
 
 
 def data_uri(data: bytes) -> str:
@@ -94,37 +65,6 @@ def auth(key=KEY):
     return {"Authorization": f"Key {key}"}
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """Forwards to the real network and keeps what the adapter sent."""
-
-    def __init__(self, sent):
-        self.sent = sent
-        self.inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request):
-        await request.aread()
-        self.sent.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self):
-        await self.inner.aclose()
-
-
-@pytest.fixture
-def sent(monkeypatch, settings):
-    requests = []
-
-    def client():
-        return httpx.AsyncClient(
-            transport=Recorder(requests),
-            timeout=httpx.Timeout(settings.PROVIDER_TIMEOUT, connect=10.0),
-            follow_redirects=False,
-        )
-
-    monkeypatch.setattr(jobs_http, "client", client)
-    return requests
-
-
 # --- the whole way through -------------------------------------------------------------
 def test_it_upscales_an_image_end_to_end(fal, submit):
     job = fal.settle(submit("fal", scale=2.5, creativity=1))
@@ -139,13 +79,13 @@ def test_it_upscales_an_image_end_to_end(fal, submit):
     assert task.params["scale_factor"] == 2.5 and task.params["creativity"] == 1.0
 
 
-def test_it_sends_the_documented_request(fal, submit, sent, settings):
+def test_it_sends_the_documented_request(fal, submit, sent_requests, settings):
     settings.WEBHOOKS_ENABLED = True
     fal.faults("fal", webhook="off")  # the URL is sent; nothing is delivered
     job = fal.settle(submit("fal", scale=3, creativity=2.5))
     assert job.state == Job.State.SUCCEEDED
 
-    post = sent[0]
+    post = sent_requests[0]
     assert post.method == "POST"
     assert post.url.path == f"/sandbox/fal/{MODEL}"
     assert post.headers["Authorization"] == f"Key {KEY}"
@@ -164,10 +104,10 @@ def test_it_sends_the_documented_request(fal, submit, sent, settings):
         assert base64.b64decode(body["image_url"][len(prefix) :]) == stream.read()
 
     base = f"/sandbox/fal/{MODEL}/requests/{job.provider_task_id}"
-    polls = [(r.method, r.url.path, r.headers.get("Authorization")) for r in sent[1:3]]
+    polls = [(r.method, r.url.path, r.headers.get("Authorization")) for r in sent_requests[1:3]]
     assert polls == [("GET", f"{base}/status", f"Key {KEY}"), ("GET", base, f"Key {KEY}")]
-    assert sent[3].url.path.startswith("/sandbox/files/")  # the download, no key sent
-    assert "Authorization" not in sent[3].headers
+    assert sent_requests[3].url.path.startswith("/sandbox/files/")  # the download, no key sent
+    assert "Authorization" not in sent_requests[3].headers
 
 
 def test_it_talks_to_the_real_queue_when_a_key_is_set(settings):
@@ -248,7 +188,7 @@ def test_it_does_not_resend_a_submit_that_timed_out(fal, submit, settings):
     assert "not sent again" in job.error_message
     assert job.attempts == 1
     # The slow sandbox did take it, after our client gave up: exactly one task.
-    wait_for(lambda: SandboxTask.objects.filter(provider="fal").exists())
+    wait_until(lambda: SandboxTask.objects.filter(provider="fal").exists())
     assert SandboxTask.objects.filter(provider="fal").count() == 1
 
 
@@ -313,8 +253,8 @@ def test_it_says_when_the_request_had_already_completed(fal, submit):
 # --- webhooks --------------------------------------------------------------------------
 def wait_final(job):
     """Wait without ticking the tracker: only a webhook can move the job on."""
-    wait_for(lambda: Job.objects.get(pk=job.pk).state in Job.FINAL_STATES)
-    webhooks_delivered()
+    wait_until(lambda: Job.objects.get(pk=job.pk).state in Job.FINAL_STATES)
+    sandbox_engine.wait_for_webhooks()
     job.refresh_from_db()
     return job
 

@@ -10,7 +10,6 @@ older version returned one URL string instead of a list)."""
 import asyncio
 import io
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +18,6 @@ import pytest
 from django.core import signing
 from PIL import Image
 
-from jobs import http as jobs_http
 from jobs import inbound
 from jobs.intake import SubmissionRefused
 from jobs.models import Job, JobEvent, WebhookDelivery
@@ -28,6 +26,7 @@ from jobs.providers.pixazo import GENERATE_PATH, STATUS_PATH, result_url
 from jobs.sandbox import engine as sandbox_engine
 from jobs.sandbox import pixazo as pixazo_sandbox
 from jobs.sandbox.models import SandboxTask
+from tests.support import timeline, wait_until
 
 SLUG = "pixazo"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pixazo"
@@ -57,39 +56,9 @@ def assert_same_shape(actual, example, where="body"):
         assert type(actual) is type(example), f"{where}: {actual!r} vs {example!r}"
 
 
-def timeline(job) -> str:
-    return "\n".join(job.events.values_list("detail", flat=True))
-
-
-def wait_until(condition, timeout=10.0):
-    """Wait for something another thread does (webhook delivery, the sandbox's view)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 def api(sandbox, key="sandbox-key") -> httpx.Client:
     headers = {KEY_HEADER: key} if key else {}
     return httpx.Client(base_url=f"{sandbox.url}/sandbox/{SLUG}", headers=headers, timeout=10)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Every request the portal sends to Pixazo, recorded on the real client."""
-    log = []
-    real_client = jobs_http.client
-
-    async def record(request):
-        log.append(request)
-
-    def recording_client():
-        client = real_client()
-        client.event_hooks["request"].append(record)
-        return client
-
-    monkeypatch.setattr(jobs_http, "client", recording_client)
-    return log
 
 
 @pytest.fixture
@@ -130,11 +99,11 @@ def test_it_upscales_a_job_end_to_end(sandbox, submit):
     assert job.attempts == 1 and job.error_code == ""
 
 
-def test_it_sends_the_documented_request(sandbox, submit, sent):
+def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     job = sandbox.settle(submit(SLUG, scale=4))
     assert job.state == State.SUCCEEDED, timeline(job)
 
-    posts = [r for r in sent if r.method == "POST"]
+    posts = [r for r in sent_requests if r.method == "POST"]
     assert len(posts) == 1
     post = posts[0]
     assert post.url == f"{sandbox.url}/sandbox/{SLUG}{GENERATE_PATH}"
@@ -156,7 +125,7 @@ def test_it_sends_the_documented_request(sandbox, submit, sent):
     assert body["webhook"] == get_provider(SLUG).webhook_url(job)
     assert body["webhook_events_filter"] == ["completed"]
 
-    polls = [r for r in sent if r.method == "GET" and "/v2/requests/status/" in r.url.path]
+    polls = [r for r in sent_requests if r.method == "GET" and "/v2/requests/status/" in r.url.path]
     assert polls, "the job was confirmed by polling the status endpoint"
     for poll in polls:
         status_path = STATUS_PATH.format(id=job.provider_task_id)
@@ -165,12 +134,12 @@ def test_it_sends_the_documented_request(sandbox, submit, sent):
         assert poll.headers["Cache-Control"] == "no-cache"
 
 
-def test_it_leaves_out_the_webhook_when_webhooks_are_off(sandbox, submit, sent, settings):
+def test_it_leaves_out_the_webhook_when_webhooks_are_off(sandbox, submit, sent_requests, settings):
     settings.WEBHOOKS_ENABLED = False
     job = submit(SLUG, scale=2)
 
     assert job.state == State.RUNNING
-    (post,) = [r for r in sent if r.method == "POST"]
+    (post,) = [r for r in sent_requests if r.method == "POST"]
     assert set(json.loads(post.content)) == {"image", "scale_factor"}
     assert SandboxTask.objects.get(provider=SLUG).webhook_url == ""
 
@@ -463,14 +432,14 @@ def test_it_fails_with_result_expired_when_the_links_are_dead(sandbox, submit, s
     assert not job.output_file
 
 
-def test_it_refuses_an_unsupported_scale_before_sending(sandbox, submit, sent):
+def test_it_refuses_an_unsupported_scale_before_sending(sandbox, submit, sent_requests):
     with pytest.raises(SubmissionRefused) as refused:
         submit(SLUG, scale=3)
 
     assert "Allowed: 2, 4, 6, 8" in str(refused.value)
     assert not Job.objects.exists()
     assert not SandboxTask.objects.exists()
-    assert sent == []
+    assert sent_requests == []
 
 
 # --- the sandbox against the document ---------------------------------------------------------

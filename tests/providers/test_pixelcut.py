@@ -7,20 +7,19 @@ import email
 import email.policy
 import io
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from jobs import http as jobs_http
 from jobs.intake import SubmissionRefused
 from jobs.models import Job
 from jobs.providers import ProviderError, get_provider
 from jobs.sandbox import pixelcut as pixelcut_sandbox
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
+from tests.support import timeline, wait_until
 
 SLUG = "pixelcut"
 PATH = "/sandbox/pixelcut/v1/upscale"
@@ -39,35 +38,12 @@ def same_shape(actual: dict, example: dict) -> bool:
     )
 
 
-def timeline(job) -> str:
-    return "\n".join(job.events.values_list("detail", flat=True))
-
-
 @pytest.fixture(autouse=True)
 def fresh_rate_limit():
     # The sandbox's rate limiter lives in this process: start every test with it empty.
     pixelcut_sandbox.forget()
     yield
     pixelcut_sandbox.forget()
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Every request the portal sends, recorded on the real client (bodies read)."""
-    log = []
-    real_client = jobs_http.client
-
-    async def record(request):
-        await request.aread()
-        log.append(request)
-
-    def client():
-        made = real_client()
-        made.event_hooks = {"request": [record], "response": []}
-        return made
-
-    monkeypatch.setattr(jobs_http, "client", client)
-    return log
 
 
 def upscale_calls(log) -> list[httpx.Request]:
@@ -103,7 +79,7 @@ def size_of(data: bytes) -> tuple[str, tuple[int, int]]:
 
 
 # --- the adapter, end to end ---------------------------------------------------------------
-def test_it_upscales_a_photo_end_to_end(sandbox, submit, sent):
+def test_it_upscales_a_photo_end_to_end(sandbox, submit, sent_requests):
     job = sandbox.settle(submit(SLUG, scale=2, image={"width": 96, "height": 80}))
 
     assert job.state == State.SUCCEEDED
@@ -115,9 +91,9 @@ def test_it_upscales_a_photo_end_to_end(sandbox, submit, sent):
     assert states == ["queued", "submitting", "fetching", "succeeded"]
     assert "Pixelcut finished the job" in timeline(job)
     assert job.submitted_at <= job.finished_at
-    assert len(upscale_calls(sent)) == 1
+    assert len(upscale_calls(sent_requests)) == 1
     # The result was fetched from the link Pixelcut answered with, once.
-    assert [r.url.path.startswith("/sandbox/files/") for r in sent] == [False, True]
+    assert [r.url.path.startswith("/sandbox/files/") for r in sent_requests] == [False, True]
     assert SandboxTask.objects.filter(provider=SLUG).count() == 1
 
 
@@ -135,11 +111,11 @@ def test_it_takes_1500_pixels_at_4x_for_a_6000_pixel_result(sandbox, submit):
     assert (job.output_width, job.output_height) == (6000, 256)
 
 
-def test_it_sends_the_documented_multipart_request(sandbox, submit, sent, settings):
+def test_it_sends_the_documented_multipart_request(sandbox, submit, sent_requests, settings):
     job = sandbox.settle(submit(SLUG, scale=4, image={"width": 70, "height": 90}))
     assert job.state == State.SUCCEEDED
 
-    (call,) = upscale_calls(sent)
+    (call,) = upscale_calls(sent_requests)
     assert call.method == "POST"
     assert str(call.url) == sandbox.url + PATH
     assert call.headers["X-API-KEY"] == settings.SANDBOX_API_KEY  # the key as is, no scheme
@@ -235,7 +211,7 @@ def test_it_gives_up_after_repeated_server_errors(sandbox, submit, settings):
     assert "We tried 2 times and gave up; nothing was charged." in job.error_message
 
 
-def test_it_does_not_resend_an_upscale_that_timed_out(sandbox, submit, sent, settings):
+def test_it_does_not_resend_an_upscale_that_timed_out(sandbox, submit, sent_requests, settings):
     settings.PROVIDER_TIMEOUT = 0.5
     sandbox.faults(SLUG, slow_seconds=1.0)
     job = sandbox.settle(submit(SLUG))
@@ -243,12 +219,12 @@ def test_it_does_not_resend_an_upscale_that_timed_out(sandbox, submit, sent, set
     assert job.state == State.FAILED
     assert job.error_code == "submit_unknown"
     assert "was not sent again" in job.error_message
-    assert job.attempts == 1 and len(upscale_calls(sent)) == 1
+    assert job.attempts == 1 and len(upscale_calls(sent_requests)) == 1
     # The slow sandbox finishes the request we gave up on: exactly one task, no second.
-    deadline = time.monotonic() + 10
-    while not SandboxTask.objects.exclude(output_name="").exists():
-        assert time.monotonic() < deadline, "the sandbox never finished the slow request"
-        time.sleep(0.05)
+    wait_until(
+        lambda: SandboxTask.objects.exclude(output_name="").exists(),
+        message="the sandbox never finished the slow request",
+    )
     assert SandboxTask.objects.filter(provider=SLUG).count() == 1
 
 
@@ -270,21 +246,23 @@ def test_it_fails_with_result_expired_when_the_link_has_expired(sandbox, submit)
         (2, 3001, "Pixelcut takes at most 3000x3000 pixels at 2x; this image is 3001x64."),
     ],
 )
-def test_it_refuses_an_image_over_the_limits_before_sending(submit, sent, scale, width, words):
+def test_it_refuses_an_image_over_the_limits_before_sending(
+    submit, sent_requests, scale, width, words
+):
     with pytest.raises(SubmissionRefused) as refused:
         submit(SLUG, scale=scale, image={"width": width, "height": 64})
 
     assert words in str(refused.value)
-    assert sent == []
+    assert sent_requests == []
     assert SandboxTask.objects.count() == 0 and Job.objects.count() == 0
 
 
-def test_it_refuses_a_scale_pixelcut_does_not_offer(submit, sent):
+def test_it_refuses_a_scale_pixelcut_does_not_offer(submit, sent_requests):
     with pytest.raises(SubmissionRefused) as refused:
         submit(SLUG, scale=3)
 
     assert "Scale 3 is not offered. Allowed: 2, 4." in str(refused.value)
-    assert sent == [] and SandboxTask.objects.count() == 0
+    assert sent_requests == [] and SandboxTask.objects.count() == 0
 
 
 def test_it_has_nothing_to_poll_and_no_webhooks():

@@ -7,7 +7,6 @@ the webhook example's WIDTH/HEIGHT placeholders (not JSON) became numbers.
 import base64
 import io
 import json
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -16,12 +15,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from jobs import http as jobs_http
 from jobs import intake
 from jobs.models import Job, WebhookDelivery
 from jobs.sandbox import engine
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
+from tests.support import wait_until
 
 SLUG = "ximilar"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ximilar"
@@ -48,19 +47,13 @@ def same_shape(documented, got, absent=(), where="$"):
         assert type(got) is type(documented), f"{where}: {got!r}"
 
 
-def wait_until(check, timeout=10.0):
-    """Wait for something another thread does (a webhook, a slow sandbox answer)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.05)
-
-
 def quiet(sandbox, **faults):
     """Faults for tests that drive the job by polling: no webhook thread racing them."""
     return sandbox.faults(SLUG, webhook="off", **faults)
 
 
+# Not tests.support's timeline()/states(): these keep (state, detail) pairs and every
+# repeated state, which the assertions below index and count.
 def timeline(job):
     return list(job.events.values_list("state", "detail"))
 
@@ -71,34 +64,6 @@ def states(job):
 
 def api_url(sandbox, tail=""):
     return f"{sandbox.url}/sandbox/ximilar/account/v2/request{tail}"
-
-
-@pytest.fixture
-def wire(monkeypatch, settings):
-    """Every request the portal sends (submit, polls, downloads), still really sent."""
-    sent = []
-
-    class Recorder(httpx.AsyncBaseTransport):
-        def __init__(self):
-            self.inner = httpx.AsyncHTTPTransport()
-
-        async def handle_async_request(self, request):
-            await request.aread()
-            sent.append(request)
-            return await self.inner.handle_async_request(request)
-
-        async def aclose(self):
-            await self.inner.aclose()
-
-    def client():
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.PROVIDER_TIMEOUT, connect=10.0),
-            follow_redirects=False,
-            transport=Recorder(),
-        )
-
-    monkeypatch.setattr(jobs_http, "client", client)
-    return sent
 
 
 @pytest.fixture
@@ -130,7 +95,7 @@ def test_it_upscales_a_photo_end_to_end(sandbox, submit):
     assert SandboxTask.objects.filter(provider=SLUG).count() == 1
 
 
-def test_it_sends_the_documented_request(sandbox, submit, wire):
+def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     quiet(sandbox)
     data = image_bytes(fmt="JPEG")
     job = submit(
@@ -147,7 +112,7 @@ def test_it_sends_the_documented_request(sandbox, submit, wire):
     assert job.output_format == "PNG"  # the chosen format, not the input's JPEG
     assert (job.output_width, job.output_height) == (96 * 8, 80 * 8)
 
-    post = wire[0]
+    post = sent_requests[0]
     assert post.method == "POST"
     assert str(post.url) == api_url(sandbox)
     assert post.headers["Authorization"] == "Token sandbox-key"
@@ -168,7 +133,7 @@ def test_it_sends_the_documented_request(sandbox, submit, wire):
     documented = doc("submit_request")
     assert set(documented) <= set(body)
     assert set(documented["webhook"]) == set(body["webhook"])
-    polls = [r for r in wire if r.method == "GET" and "/account/v2/request/" in str(r.url)]
+    polls = [r for r in sent_requests if r.method == "GET" and "/account/v2/request/" in str(r.url)]
     assert polls and all(str(r.url) == api_url(sandbox, f"/{job.provider_task_id}") for r in polls)
     assert all(r.headers["Authorization"] == "Token sandbox-key" for r in polls)
 
@@ -181,22 +146,22 @@ def test_it_sends_the_documented_request(sandbox, submit, wire):
         ({}, "webp", "WEBP"),
     ],
 )
-def test_it_gets_the_format_ximilar_documents(sandbox, submit, wire, image, fmt, expected):
+def test_it_gets_the_format_ximilar_documents(sandbox, submit, sent_requests, image, fmt, expected):
     quiet(sandbox)
     job = sandbox.settle(submit(SLUG, image=image, output_format=fmt))
     assert job.state == Job.State.SUCCEEDED, timeline(job)
     assert job.output_format == expected
-    body = json.loads(wire[0].content)
+    body = json.loads(sent_requests[0].content)
     assert body.get("image_format") == (None if fmt == "auto" else fmt)
     assert "image_quality" not in body and "tune_colors" not in body
 
 
-def test_it_sends_no_webhook_when_webhooks_are_off(sandbox, submit, wire, settings):
+def test_it_sends_no_webhook_when_webhooks_are_off(sandbox, submit, sent_requests, settings):
     settings.WEBHOOKS_ENABLED = False
     quiet(sandbox)
     job = sandbox.settle(submit(SLUG))
     assert job.state == Job.State.SUCCEEDED
-    assert "webhook" not in json.loads(wire[0].content)
+    assert "webhook" not in json.loads(sent_requests[0].content)
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -1,0 +1,26 @@
+"""Small helpers the provider contract tests share."""
+
+import time
+
+
+def wait_until(condition, timeout=10.0, message="timed out waiting"):
+    """Wait for something another thread does (a webhook delivery, the live server, a slow
+    sandbox answer): poll `condition()` until it holds, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+def timeline(job) -> str:
+    """The job's event details, one a line, in order."""
+    return "\n".join(job.events.values_list("detail", flat=True))
+
+
+def states(job) -> list[str]:
+    """The timeline's states in order, repeats in a row folded into one."""
+    seen = []
+    for state in job.events.order_by("at", "pk").values_list("state", flat=True):
+        if not seen or seen[-1] != state:
+            seen.append(state)
+    return seen
