@@ -146,3 +146,24 @@ def test_a_submit_that_timed_out_may_have_been_received():
     with pytest.raises(ProviderError) as err:
         asyncio.run(go())
     assert err.value.retryable and err.value.maybe_received
+
+
+@pytest.mark.parametrize(
+    "public,key,expected",
+    [
+        ("http://127.0.0.1:8000", "", True),  # sandbox: always reachable
+        ("http://127.0.0.1:8000", "real-key", False),  # a real provider cannot call us here
+        ("http://192.168.1.5", "real-key", False),
+        ("https://portal.example.com", "real-key", True),
+        ("https://93.184.216.34", "real-key", True),
+    ],
+)
+def test_webhooks_are_asked_for_only_where_they_can_arrive(settings, public, key, expected):
+    from jobs.providers import get_provider
+
+    settings.PUBLIC_BASE_URL = public
+    settings.PROVIDER_SETTINGS = {"ximilar": {"api_key": key, "base_url": ""}}
+    provider = get_provider("ximilar")
+    assert provider.webhooks_enabled is expected
+    # Polling is the fallback where a webhook is on its way, and the only way otherwise.
+    assert provider.poll_delay(10) == (8.0 if expected else 3.0)

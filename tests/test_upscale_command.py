@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -82,3 +84,60 @@ def test_it_refuses_a_missing_file_and_an_unknown_user(files, owner):
         call_command("upscale", "/nope.png", "--user", "alice")
     with pytest.raises(CommandError, match="no user 'zed'"):
         call_command("upscale", files[0], "--user", "zed")
+
+
+@pytest.mark.parametrize(
+    "args,provider,options",
+    [
+        (["--provider", "pixazo", "--scale", "6"], "pixazo", {"scale": 6}),
+        (["--provider", "pixelcut", "--scale", "4"], "pixelcut", {"scale": 4}),
+        (
+            ["--provider", "fal", "--scale", "3", "--option", "creativity=2"],
+            "fal",
+            {"scale": 3.0, "creativity": 2.0},
+        ),
+        (
+            [
+                "--provider",
+                "ximilar",
+                "--scale",
+                "8",
+                "--option",
+                "model_type=gan",
+                "--option",
+                "mode=high_fidelity",
+                "--option",
+                "output_format=webp",
+            ],
+            "ximilar",
+            {"scale": 8, "mode": "high_fidelity", "model_type": "gan", "output_format": "webp"},
+        ),
+        (
+            ["--provider", "apixo", "--resolution", "8k", "--option", "output_format=png"],
+            "apixo",
+            {"resolution": "8k", "output_format": "png"},
+        ),
+    ],
+)
+def test_it_speaks_every_providers_options(files, owner, team, args, provider, options):
+    call_command("upscale", files[0], "--user", "alice", *args)
+    job = Job.objects.get()
+    assert job.provider == provider and job.options == options
+    assert job.sandbox is True
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--provider", "fal", "--scale", "500"], "Scale factor must be a number from 1 to 200"),
+        (["--provider", "fal", "--option", "creativity=11"], "from 0 to 10"),
+        (["--provider", "ximilar", "--option", "model_type=turbo"], "Allowed: classic, gan."),
+        (["--provider", "pixazo", "--scale", "3"], "Allowed: 2, 4, 6, 8."),
+        (["--provider", "apixo", "--scale", "2"], "APIXO has no option scale"),
+        (["--provider", "nope"], "There is no provider called 'nope'."),
+    ],
+)
+def test_it_refuses_bad_provider_options_listing_what_is_allowed(files, owner, team, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("upscale", files[0], "--user", "alice", *args)
+    assert Job.objects.count() == 0

@@ -6,6 +6,7 @@ contract through `submit` / `poll` / `parse_webhook`, which return one of the th
 result types below. Errors are classified once, in `ProviderError`.
 """
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -159,11 +160,21 @@ class Provider:
     def poll_delay(self, poll_count: int) -> float:
         """Seconds until the next poll: quick at first, then every few seconds, so a
         finished task is noticed within ~5 s even without a webhook."""
-        return min(1.0 + 0.5 * poll_count, 4.0)
+        return min(1.0 + 0.5 * poll_count, 3.0)
 
     def result_hosts(self) -> set[str]:
         """Hosts allowed to be private/plain http when downloading results."""
         return set()
+
+
+def _publicly_reachable(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".local"):
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True  # a DNS name: assume the deployment made it public
 
 
 class HttpProvider(Provider):
@@ -206,4 +217,15 @@ class HttpProvider(Provider):
 
     @property
     def webhooks_enabled(self) -> bool:
-        return self.supports_webhook and settings.WEBHOOKS_ENABLED
+        """Ask for webhooks only where they can arrive: the sandbox always reaches us; a
+        real provider only if PUBLIC_BASE_URL is not a loopback or private address."""
+        if not (self.supports_webhook and settings.WEBHOOKS_ENABLED):
+            return False
+        return self.is_sandbox or _publicly_reachable(settings.PUBLIC_BASE_URL)
+
+    def poll_delay(self, poll_count: int) -> float:
+        # With a webhook on its way, polling is only the fallback: slower, so it does
+        # not compete with the deliveries it backs up.
+        if self.webhooks_enabled:
+            return min(2.0 + poll_count, 8.0)
+        return super().poll_delay(poll_count)
