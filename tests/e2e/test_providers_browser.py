@@ -62,3 +62,35 @@ def test_the_providers_page_shows_all_providers(page):
         expect(page.locator(f"#provider-{slug}")).to_be_visible()
     expect(page.locator("#provider-apixo")).to_contain_text("sandbox")
     shot(page, "providers")
+
+
+def test_a_provider_failure_is_explained_on_the_job_page(page, portal):
+    # Switch a fault on in the running portal's sandbox, as an admin would for a demo.
+    portal.manage(
+        "shell",
+        "-c",
+        "from jobs.sandbox.engine import set_faults; "
+        "set_faults('apixo', task_failure='SensitiveContent')",
+    )
+    try:
+        sign_in(page)
+        name = f"refused-{uuid.uuid4().hex[:8]}.png"
+        page.set_input_files(
+            "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(120, 90)}]
+        )
+        page.locator('input[name="provider"][value="local"]').uncheck()
+        page.locator('input[name="provider"][value="apixo"]').check()
+        page.get_by_role("button", name="Upscale").click()
+        row = page.locator("#outcome tr.job-row")
+        expect(row).to_have_class(re.compile(r"\bstate-failed\b"), timeout=45_000)
+        expect(row).to_contain_text("safety check")
+        row.get_by_role("link", name=name).click()
+        alert = page.locator(".alert.error")
+        expect(alert).to_contain_text("This job failed.")
+        expect(alert).to_contain_text("SensitiveContent")
+        expect(page.locator(".timeline")).to_contain_text("Failed")
+        shot(page, "job-failed")
+    finally:
+        portal.manage(
+            "shell", "-c", "from jobs.sandbox.engine import set_faults; set_faults('apixo')"
+        )
