@@ -1,10 +1,19 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Team(models.Model):
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Calendar month, UTC. Empty: no budget.
+    monthly_budget = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="USD per calendar month (UTC)",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
@@ -35,3 +44,93 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class PriceBook(models.Model):
+    """One provider's prices from a date on. Versions are never edited: a new price is a
+    new version, and each charge names the version that priced it."""
+
+    provider = models.CharField(max_length=20)
+    version = models.PositiveIntegerField()
+    effective_from = models.DateTimeField()
+    rule = models.JSONField(help_text="pricing rule as data; see billing/pricing.py")
+    verified = models.BooleanField(default=True, help_text="false: price assumed")
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider", "-effective_from", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "version"], name="one_version_number")
+        ]
+
+    def __str__(self):
+        return f"{self.provider} v{self.version} from {self.effective_from:%Y-%m-%d}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Price books are never edited: add a new version.")
+        super().save(*args, **kwargs)
+
+
+class LedgerEntry(models.Model):
+    """Append-only money movements. Rows are never updated or deleted; a correction is
+    a new row. The idempotency key makes a retried task or a duplicate webhook unable to
+    hold, charge or release twice."""
+
+    class Kind(models.TextChoices):
+        HOLD = "hold", "Hold"
+        CHARGE = "charge", "Charge"
+        RELEASE = "release", "Release"
+        CORRECTION = "correction", "Correction"
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="ledger")
+    job = models.ForeignKey(
+        "jobs.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    provider = models.CharField(max_length=20)
+    amount = models.DecimalField(max_digits=12, decimal_places=4)  # USD
+    sandbox = models.BooleanField(default=False)
+    price_book = models.ForeignKey(PriceBook, on_delete=models.PROTECT, null=True, blank=True)
+    explanation = models.CharField(max_length=300, blank=True)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["team", "created_at"], name="ledger_team_time")]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} for job {self.job_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Ledger rows are never edited: add a correction.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Ledger rows are never deleted.")
+
+
+class BudgetWarning(models.Model):
+    """A warning e-mailed once per team, month and threshold."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="warnings")
+    period = models.DateField()  # first day of the month
+    threshold = models.PositiveSmallIntegerField()  # percent
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "period", "threshold"], name="one_warning_per_threshold"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.team} {self.threshold}% {self.period:%Y-%m}"

@@ -62,8 +62,8 @@ def money(value) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def quote(provider: str, name: str, width: int, height: int, options=None, rules=None) -> Quote:
-    rule = (rules or RULES)[provider]
+def price(rule: dict, name: str, width: int, height: int, options=None) -> Quote:
+    """The price of one output of width x height under a rule (see RULES)."""
     pixels = width * height
     mp = pixels / MP
     size = f"{width}x{height} output = {mp:.2f} MP"
@@ -72,22 +72,29 @@ def quote(provider: str, name: str, width: int, height: int, options=None, rules
     if kind == "free":
         return Quote(money(0), "free", f"{name} is free.")
     if kind == "flat":
-        price = money(rule["price"])
-        return Quote(price, "per image", f"{name}: ${price:.2f} per image.", verified)
+        amount = money(rule["price"])
+        return Quote(amount, "per image", f"{name}: ${amount:.2f} per image, any size.", verified)
     if kind == "per_mp_ceil":
         whole = max(1, math.ceil(pixels / MP))
-        price = money(Decimal(rule["price"]) * whole)
+        unit = Decimal(rule["price"])
+        amount = money(unit * whole)
         return Quote(
-            price,
+            amount,
             f"{whole} MP",
-            f"{size}, billed as {whole} MP x ${Decimal(rule['price'])}: ${price:.4f}",
+            f"{size}, billed as {whole} MP x ${unit}: ${amount:.4f}",
             verified,
         )
     brackets = rule["brackets"]
     if "by_option" in rule:
-        brackets = brackets[(options or {}).get(rule["by_option"], "classic")]
-    for upper, price, label in brackets:
+        choice = (options or {}).get(rule["by_option"]) or rule.get("default_option", "classic")
+        brackets = brackets[choice]
+    for upper, amount, label in brackets:
         if upper is None or pixels <= upper:
-            amount = money(price)
+            amount = money(amount)
             return Quote(amount, label, f"{size}: {name} {label} bracket, ${amount:.2f}", verified)
     raise AssertionError("brackets end with an open one")
+
+
+def quote(provider: str, name: str, width: int, height: int, options=None, rules=None) -> Quote:
+    """Price under the shipped rules (tests, and the fallback when no book exists)."""
+    return price((rules or RULES)[provider], name, width, height, options)

@@ -8,6 +8,7 @@ cannot take refuses the whole submission with a message per problem.
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
@@ -15,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from billing import books, ledger
 from jobs import imaging, lifecycle, tasks
 from jobs.imaging import ImageInfo, ImageRefused
 from jobs.models import Job
@@ -134,9 +136,37 @@ def submit_uploads(*, user, team, files, choices) -> list[Job]:
     selections = select(choices)
     uploads = inspect(files)
     check([(u.name, u.info) for u in uploads], selections)
-    return create_jobs(
-        user=user, team=team, inputs=[store(u) for u in uploads], selections=selections
+    check_budget(team, [u.info for u in uploads], selections)
+    stored = [store(u) for u in uploads]
+    try:
+        return create_jobs(user=user, team=team, inputs=stored, selections=selections)
+    except SubmissionRefused:
+        for s in stored:  # a concurrent submission took the budget first
+            default_storage.delete(s.file_name)
+            default_storage.delete(s.thumb_name)
+        raise
+
+
+def check_budget(team, infos, selections) -> None:
+    """Refuse an over-budget submission before anything is stored."""
+    wanted = sum(
+        (
+            quote_for(sel, info)[0].amount
+            for info in infos
+            for sel in selections
+            if not sel.provider.is_sandbox
+        ),
+        Decimal(0),
     )
+    try:
+        ledger.check(team, wanted)
+    except ledger.OverBudget as refusal:
+        raise SubmissionRefused([refusal.message]) from None
+
+
+def quote_for(sel: Selection, info: ImageInfo):
+    width, height = sel.provider.output_size(info, sel.options)
+    return books.quote(sel.provider.slug, sel.provider.name, width, height, sel.options)
 
 
 def rerun(job: Job, *, user, choices) -> list[Job]:
@@ -144,6 +174,7 @@ def rerun(job: Job, *, user, choices) -> list[Job]:
     selections = select(choices)
     info = ImageInfo(job.input_format, job.input_width, job.input_height, False, job.input_bytes)
     check([(job.input_name, info)], selections)
+    check_budget(job.team, [info], selections)
     stored = StoredInput(job.input_name, job.input_file.name, job.input_thumb.name, info)
     return create_jobs(
         user=user, team=job.team, inputs=[stored], selections=selections, source_job=job
@@ -157,6 +188,7 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
         for stored in inputs:
             for sel in selections:
                 width, height = sel.provider.output_size(stored.info, sel.options)
+                quote, book = quote_for(sel, stored.info)
                 job = Job.objects.create(
                     team=team,
                     created_by=user,
@@ -174,14 +206,23 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
                     input_bytes=stored.info.size_bytes,
                     predicted_width=width,
                     predicted_height=height,
+                    quoted_amount=quote.amount,
+                    quote_explanation=quote.explanation[:300],
+                    price_book=book,
                 )
+                sandbox = " (sandbox)" if job.sandbox else ""
                 lifecycle.note(
                     job.pk,
                     Job.State.QUEUED,
                     f"Accepted {stored.info.width}x{stored.info.height} "
-                    f"{stored.info.format}; expected result {width}x{height}.",
+                    f"{stored.info.format}; expected result {width}x{height}, "
+                    f"quoted ${quote.amount:.4f}{sandbox}.",
                 )
                 created.append(job)
+        try:
+            ledger.hold(team, created)  # the budget check and the holds: one transaction
+        except ledger.OverBudget as refusal:
+            raise SubmissionRefused([refusal.message]) from None
         tasks.enqueue_submit([job.pk for job in created])
     return created
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from billing import ledger
 from jobs.models import Job, JobEvent
 
 State = Job.State
@@ -25,6 +26,9 @@ def move(job_id: int, frm, to: str, detail: str = "", **fields) -> bool:
         )
         if changed:
             JobEvent.objects.create(job_id=job_id, state=to, at=now, detail=detail)
+            if to in Job.FINAL_STATES:
+                # Charge or release in the same transaction as the state change.
+                ledger.settle(Job.objects.get(pk=job_id))
     return bool(changed)
 
 

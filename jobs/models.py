@@ -59,6 +59,12 @@ class Job(models.Model):
 
     predicted_width = models.PositiveIntegerField(null=True, blank=True)
     predicted_height = models.PositiveIntegerField(null=True, blank=True)
+    # The quote held against the budget when the job was accepted.
+    quoted_amount = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    quote_explanation = models.CharField(max_length=300, blank=True)
+    price_book = models.ForeignKey(
+        "billing.PriceBook", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
     output_file = models.FileField(max_length=200, blank=True)
     output_thumb = models.FileField(max_length=200, blank=True)
@@ -114,13 +120,20 @@ class Job(models.Model):
         return None
 
     @property
-    def price(self):
-        """The quote for this job's actual output, or its predicted one until then."""
-        from billing.pricing import quote
+    def charge(self):
+        """The ledger's charge for this job, once it succeeded."""
+        return self.ledger.filter(kind="charge").select_related("price_book").first()
 
-        width = self.output_width or self.predicted_width or 0
-        height = self.output_height or self.predicted_height or 0
-        return quote(self.provider, self.provider_obj.name, width, height, self.options)
+    @property
+    def price(self):
+        """What the job costs: its charge once charged, its quote until then."""
+        from billing.pricing import Quote
+
+        charge = self.charge
+        verified = self.price_book.verified if self.price_book_id else True
+        if charge:
+            return Quote(charge.amount, "charged", charge.explanation, verified)
+        return Quote(self.quoted_amount, "quoted", self.quote_explanation, verified)
 
     @property
     def compare_width(self) -> int:

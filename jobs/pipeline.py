@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.db.models import F
 from django.utils import timezone
 
+from billing import ledger
 from jobs import http, imaging, lifecycle
 from jobs.models import Job
 from jobs.providers import Failed, Finished, ProviderError, Running
@@ -338,4 +339,5 @@ def sweep() -> dict:
                 "The worker stopped while storing the result. Run the job again.",
             )
     tracker.Tracker().tick()
-    return {"requeued": len(requeued), "stopped": unknown}
+    released = ledger.reconcile()
+    return {"requeued": len(requeued), "stopped": unknown, "released": released}

@@ -114,7 +114,7 @@ def test_the_sweep_fails_a_job_stuck_submitting_instead_of_resending(
 def test_the_sweep_leaves_healthy_jobs_alone(make_job, owner, team):
     queued = make_job(owner, team, run=False)
     done = make_job(owner, team)
-    assert pipeline.sweep() == {"requeued": 0, "stopped": 0}
+    assert pipeline.sweep() == {"requeued": 0, "stopped": 0, "released": 0}
     assert Job.objects.get(pk=queued.pk).state == Job.State.QUEUED
     assert Job.objects.get(pk=done.pk).state == Job.State.SUCCEEDED
 
