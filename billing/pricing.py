@@ -98,3 +98,23 @@ def price(rule: dict, name: str, width: int, height: int, options=None) -> Quote
 def quote(provider: str, name: str, width: int, height: int, options=None, rules=None) -> Quote:
     """Price under the shipped rules (tests, and the fallback when no book exists)."""
     return price((rules or RULES)[provider], name, width, height, options)
+
+
+def describe(rule: dict) -> str:
+    """A rule in words, for the job page and the admin: "By output size: up to 4 MP
+    $0.07; 4-8 MP $0.12; ..."."""
+    kind = rule["kind"]
+    if kind == "free":
+        return "Free."
+    if kind == "flat":
+        return f"${rule['price']} per image, any size."
+    if kind == "per_mp_ceil":
+        return f"${rule['price']} per output megapixel, rounded up to whole megapixels."
+
+    def steps(brackets):
+        return "; ".join(f"{label} ${amount}" for _upper, amount, label in brackets)
+
+    if "by_option" in rule:
+        models = " | ".join(f"{key}: {steps(b)}" for key, b in rule["brackets"].items())
+        return f"By output size and {rule['by_option']}: {models}."
+    return f"By output size: {steps(rule['brackets'])}."

@@ -10,12 +10,18 @@ def provider_choices_from(data) -> list[tuple[str, dict]]:
 
     Options are named `<provider>-<option>` so several providers can be picked at once.
     """
-    choices = []
-    for slug in data.getlist("provider"):
-        prefix = f"{slug}-"
-        raw = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
-        choices.append((slug, raw))
-    return choices
+    return [(slug, options_from(data, slug)) for slug in data.getlist("provider")]
+
+
+def options_from(data, slug) -> dict:
+    """One provider's raw option values (`<provider>-<option>`), picked or not."""
+    prefix = f"{slug}-"
+    return {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+
+
+def all_options_from(data) -> dict[str, dict]:
+    """Every provider's panel as the form shows it, for pricing the ones not picked."""
+    return {p.slug: options_from(data, p.slug) for p in all_providers()}
 
 
 def provider_panels(selected=(), values=None):

@@ -239,37 +239,3 @@ def parse_sizes(values) -> list[tuple[str, ImageInfo]]:
         if info.width > 0 and info.height > 0:
             infos.append((display_name(name), info))
     return infos
-
-
-def preview(choices, infos) -> list[dict]:
-    """What each chosen provider would make of each image, before anything is sent:
-    the predicted size and price, or the refusal in plain words."""
-    from billing.pricing import quote
-
-    rows = []
-    for slug, raw in choices:
-        try:
-            provider = get_provider(slug)
-        except KeyError:
-            continue
-        try:
-            options = provider.clean_options(raw)
-        except Refusal as refusal:
-            rows.append({"provider": provider, "name": "", "error": refusal.message})
-            continue
-        for name, info in infos:
-            row = {
-                "provider": provider,
-                "name": name,
-                "info": info,
-                "options": options,
-                "label": provider.describe(options),
-            }
-            try:
-                check_limits(provider, info, options)
-                row["size"] = provider.output_size(info, options)
-                row["quote"] = quote(slug, provider.name, *row["size"], options)
-            except Refusal as refusal:
-                row["error"] = refusal.message
-            rows.append(row)
-    return rows

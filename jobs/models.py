@@ -122,6 +122,9 @@ class Job(models.Model):
     @property
     def charge(self):
         """The ledger's charge for this job, once it succeeded."""
+        prefetched = getattr(self, "_prefetched_objects_cache", {}).get("ledger")
+        if prefetched is not None:  # lists prefetch the ledger: no query a row
+            return next((e for e in prefetched if e.kind == "charge"), None)
         return self.ledger.filter(kind="charge").select_related("price_book").first()
 
     @property

@@ -8,8 +8,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.teams import teams_of
-from jobs import intake, pipeline, stats
-from jobs.forms import HistoryFilter, provider_choices_from, provider_panels
+from jobs import intake, pipeline, quotes, stats
+from jobs.forms import (
+    HistoryFilter,
+    all_options_from,
+    provider_choices_from,
+    provider_panels,
+)
 from jobs.imaging import CONTENT_TYPES
 from jobs.models import Job
 
@@ -24,7 +29,7 @@ def _job(request, pk) -> Job:
 def _team(request, team_id):
     teams = teams_of(request.user)
     if team_id:
-        return teams.filter(pk=team_id).first()
+        return teams.filter(pk=team_id).first() if str(team_id).isdigit() else None
     return teams.first()
 
 
@@ -56,18 +61,25 @@ def upload(request):
         ctx["panels"] = provider_panels(
             [slug for slug, _ in choices], {slug: raw for slug, raw in choices}
         )
+        ctx["preview"] = quotes.preview([], [], team=team)
         return render(request, "jobs/upload.html", ctx, status=422)
     ctx["panels"] = provider_panels(["local"])
+    ctx["preview"] = quotes.preview([], [], team=teams.first())
     return render(request, "jobs/upload.html", ctx)
 
 
 @login_required
 @require_GET
 def preview(request):
-    """The upload page's live preview: result size and price per image and provider."""
-    infos = intake.parse_sizes(request.GET.getlist("size"))
-    rows = intake.preview(provider_choices_from(request.GET), infos)
-    return render(request, "jobs/_preview.html", {"rows": rows, "images": infos})
+    """The upload page's live preview: result size and price per image and provider,
+    every provider's total, and the team's budget."""
+    result = quotes.preview(
+        provider_choices_from(request.GET),
+        intake.parse_sizes(request.GET.getlist("size")),
+        raw_options=all_options_from(request.GET),
+        team=_team(request, request.GET.get("team")),
+    )
+    return render(request, "jobs/_preview.html", {"preview": result})
 
 
 @login_required
@@ -75,7 +87,11 @@ def preview(request):
 def history(request):
     teams = teams_of(request.user)
     form = HistoryFilter(request.GET or None, teams=teams)
-    jobs = Job.objects.for_user(request.user).select_related("created_by")
+    jobs = (
+        Job.objects.for_user(request.user)
+        .select_related("created_by", "price_book")
+        .prefetch_related("ledger")  # the Cost column: a job's charge, without a query a row
+    )
     jobs = form.filter(jobs)
     batch = request.GET.get("batch")
     if batch:
@@ -106,6 +122,7 @@ def detail(request, pk):
     ctx = {
         "job": job,
         "events": job.events.all(),
+        "cost": quotes.cost(job),
         "panels": provider_panels([job.provider], {job.provider: job.options}),
         "siblings": Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
         .exclude(pk=job.pk)
@@ -171,6 +188,7 @@ def rerun(request, pk):
             "job": job,
             "events": job.events.all(),
             "rerun_errors": refusal.errors,
+            "cost": quotes.cost(job),
             "panels": provider_panels([job.provider], {job.provider: job.options}),
         }
         return render(request, "jobs/detail.html", ctx, status=422)

@@ -315,12 +315,11 @@ def test_concurrent_submissions_never_overspend(settings, owner, team):
     def submit_one(i):
         try:
             start.wait()
-            with mock.patch.object(tasks, "enqueue_submit"):
-                accepted.extend(
-                    intake.submit_uploads(
-                        user=owner, team=team, files=[upload(f"c{i}.png")], choices=[("apixo", {})]
-                    )
+            accepted.extend(
+                intake.submit_uploads(
+                    user=owner, team=team, files=[upload(f"c{i}.png")], choices=[("apixo", {})]
                 )
+            )
         except intake.SubmissionRefused:
             refused.append(i)
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -329,10 +328,13 @@ def test_concurrent_submissions_never_overspend(settings, owner, team):
             connection.close()
 
     threads = [threading.Thread(target=submit_one, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    # Patched once around all threads: mock.patch entered and left in many threads at
+    # once restores out of order and can leave the mock in place for later tests.
+    with mock.patch.object(tasks, "enqueue_submit"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
     assert errors == []
     assert len(accepted) == 10 and len(refused) == threads_n - 10
     use = ledger.usage(team)

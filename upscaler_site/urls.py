@@ -11,5 +11,6 @@ urlpatterns = [
     path("hooks/<slug:provider>/<int:pk>/<str:token>/", inbound.webhook, name="webhook"),
     path("inputs/<str:token>/", inbound.serve_input, name="job-input"),
     path("sandbox/", include("jobs.sandbox.urls")),
+    path("spend/", include("billing.urls")),
     path("", include("jobs.urls")),
 ]

@@ -43,3 +43,9 @@ def usd(amount):
     if amount == amount.quantize(Decimal("0.01")):
         return f"${amount:.2f}"
     return f"${amount:.4f}"
+
+
+@register.filter
+def money(amount):
+    """Budget figures, always to the cent: "$8.00"."""
+    return "—" if amount is None else f"${amount:.2f}"

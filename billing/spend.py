@@ -1,0 +1,384 @@
+"""Spend review: what was charged, to which team, by whom, through which provider, when.
+
+Plain functions over the ledger's charge rows (charges and corrections). Who may look:
+staff review every team, a manager the teams they manage, a plain member nothing. Dates
+are calendar days in UTC, like budgets.
+
+Sandbox charges are what a job *would* have cost with a real provider. They are never
+mixed into real spend: every total carries them in a column of their own, and they only
+appear in the breakdowns, the chart, the list and the export when asked for.
+"""
+
+import datetime
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django import forms
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from billing import ledger
+from billing.models import LedgerEntry, Membership, Team
+
+UTC = datetime.UTC
+ZERO = Decimal("0.0000")
+CHARGE_KINDS = (LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.CORRECTION)
+MAX_CHART_DAYS = 400  # a longer range charts only the days that had spend
+
+REAL = Sum("amount", filter=Q(sandbox=False), default=ZERO)
+WOULD_BE = Sum("amount", filter=Q(sandbox=True), default=ZERO)
+SPLIT = {
+    "real": REAL,
+    "would_be": WOULD_BE,
+    "real_count": Count("pk", filter=Q(sandbox=False)),
+    "would_be_count": Count("pk", filter=Q(sandbox=True)),
+}
+
+
+# --- Who may look ---------------------------------------------------------------------
+
+
+def can_review(user) -> bool:
+    """Staff, or a manager of at least one team. Remembered on the user object, so the
+    navigation bar asks the database at most once per request."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    cached = getattr(user, "_can_review_spend", None)
+    if cached is None:
+        cached = Membership.objects.filter(user=user, role=Membership.Role.MANAGER).exists()
+        user._can_review_spend = cached
+    return cached
+
+
+def visible_teams(user) -> QuerySet:
+    """The teams whose spend the user may review."""
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user.is_staff:
+        return Team.objects.all()
+    return Team.objects.filter(
+        memberships__user=user, memberships__role=Membership.Role.MANAGER
+    ).distinct()
+
+
+# --- Filters --------------------------------------------------------------------------
+
+
+def this_month() -> tuple[datetime.date, datetime.date]:
+    start = ledger.month_start()
+    return start.date(), (ledger.next_month(start) - datetime.timedelta(days=1)).date()
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: datetime.date
+    until: datetime.date
+    team: Team | None = None
+    provider: str = ""
+    include_sandbox: bool = False
+
+    @classmethod
+    def default(cls, **kwargs) -> "Filters":
+        since, until = this_month()
+        return cls(since=since, until=until, **kwargs)
+
+    @property
+    def start(self) -> datetime.datetime:
+        return datetime.datetime.combine(self.since, datetime.time(), UTC)
+
+    @property
+    def end(self) -> datetime.datetime:
+        """Exclusive: midnight UTC after `until`."""
+        return datetime.datetime.combine(
+            self.until + datetime.timedelta(days=1), datetime.time(), UTC
+        )
+
+    def query(self) -> str:
+        """The filter as a query string, for links (pages, export)."""
+        params = {"since": self.since.isoformat(), "until": self.until.isoformat()}
+        if self.team:
+            params["team"] = self.team.pk
+        if self.provider:
+            params["provider"] = self.provider
+        if self.include_sandbox:
+            params["include_sandbox"] = "on"
+        return urlencode(params)
+
+
+class SpendFilter(forms.Form):
+    since = forms.DateField(label="From", widget=forms.DateInput({"type": "date"}))
+    until = forms.DateField(label="To", widget=forms.DateInput({"type": "date"}))
+    team = forms.ModelChoiceField(queryset=None, required=False, empty_label="All teams")
+    provider = forms.ChoiceField(required=False)
+    include_sandbox = forms.BooleanField(required=False, label="Include sandbox (would-be)")
+
+    def __init__(self, data, *, teams):
+        since, until = this_month()
+        data = data.copy()
+        for name, default in (("since", since), ("until", until)):
+            if not data.get(name):
+                data[name] = default.isoformat()
+        super().__init__(data)
+        from jobs.providers import provider_choices
+
+        self.fields["team"].queryset = teams
+        self.fields["provider"].choices = [("", "Any provider"), *provider_choices()]
+
+    def clean_until(self):
+        until = self.cleaned_data["until"]
+        if until >= datetime.date.max:
+            raise forms.ValidationError("Pick an earlier date.")
+        return until
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "The end of the range is before its start.")
+        return data
+
+    @property
+    def unknown_team(self) -> bool:
+        """A team id the user may not see (or that does not exist): the view says 404."""
+        return self.has_error("team")
+
+    def filters(self) -> Filters:
+        """What to show: the valid fields as given; this month if the range is wrong."""
+        self.is_valid()
+        data = self.cleaned_data
+        fallback = Filters.default()
+        since, until = data.get("since"), data.get("until")
+        if not since or not until:  # a bad or reversed range (explained): this month
+            since, until = fallback.since, fallback.until
+        return Filters(
+            since=since,
+            until=until,
+            team=data.get("team"),
+            provider=data.get("provider") or "",
+            include_sandbox=bool(data.get("include_sandbox")),
+        )
+
+
+# --- Querysets ------------------------------------------------------------------------
+
+
+def all_charges(user, f: Filters) -> QuerySet:
+    """Charge rows (real and sandbox) of the user's visible teams in the filter's range."""
+    rows = LedgerEntry.objects.filter(
+        kind__in=CHARGE_KINDS, created_at__gte=f.start, created_at__lt=f.end
+    )
+    if not user.is_staff:
+        rows = rows.filter(team__in=visible_teams(user))
+    if f.team:
+        rows = rows.filter(team=f.team)
+    if f.provider:
+        rows = rows.filter(provider=f.provider)
+    return rows
+
+
+def charges(user, f: Filters) -> QuerySet:
+    """The charges the report shows: sandbox ones only when the filter asks for them."""
+    rows = all_charges(user, f)
+    return rows if f.include_sandbox else rows.filter(sandbox=False)
+
+
+# --- Totals ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    real: Decimal
+    would_be: Decimal  # sandbox charges: what real providers would have cost
+    real_count: int
+    would_be_count: int
+
+
+def totals(rows: QuerySet) -> Totals:
+    """Real spend and sandbox (would-be) spend, apart, in one query."""
+    return Totals(**rows.order_by().aggregate(**SPLIT))
+
+
+def by_provider(rows: QuerySet) -> list[dict]:
+    from jobs.providers import PROVIDER_CLASSES
+
+    out = list(
+        rows.order_by()
+        .values("provider")
+        .annotate(**SPLIT)
+        .order_by("-real", "-would_be", "provider")
+    )
+    for row in out:
+        cls = PROVIDER_CLASSES.get(row["provider"])
+        row["label"] = cls.name if cls else row["provider"]
+    return out
+
+
+def by_person(rows: QuerySet) -> list[dict]:
+    out = list(
+        rows.order_by()
+        .values("user", "user__username")
+        .annotate(**SPLIT)
+        .order_by("-real", "-would_be", "user__username")
+    )
+    for row in out:
+        row["label"] = row["user__username"] or "(no one)"
+    return out
+
+
+def by_team(rows: QuerySet) -> list[dict]:
+    out = list(
+        rows.order_by()
+        .values("team", "team__name")
+        .annotate(**SPLIT)
+        .order_by("-real", "-would_be", "team__name")
+    )
+    for row in out:
+        row["label"] = row["team__name"]
+    return out
+
+
+def _day():
+    return TruncDate("created_at", tzinfo=UTC)
+
+
+def by_day(rows: QuerySet) -> list[dict]:
+    """Days that had charges, oldest first; `day` is a date (UTC)."""
+    out = list(rows.order_by().annotate(day=_day()).values("day").annotate(**SPLIT).order_by("day"))
+    for row in out:
+        row["label"] = row["day"]
+    return out
+
+
+def chart_data(rows: QuerySet, f: Filters) -> dict:
+    """Daily spend stacked by provider, for spend-chart.js: one dataset per provider (and,
+    when sandbox rows are shown, one per provider in a separate "sandbox" stack). Amounts
+    are strings with four places: exact, and Number() on the other side."""
+    from jobs.providers import PROVIDER_CLASSES
+
+    cells = (
+        rows.order_by()
+        .annotate(day=_day())
+        .values("day", "provider")
+        .annotate(real=REAL, would_be=WOULD_BE)
+        .order_by("day", "provider")
+    )
+    amounts: dict[tuple[str, str, datetime.date], Decimal] = {}
+    seen_days = set()
+    for cell in cells:
+        seen_days.add(cell["day"])
+        for stack, amount in (("real", cell["real"]), ("sandbox", cell["would_be"])):
+            if amount:
+                amounts[(stack, cell["provider"], cell["day"])] = amount
+    span = (f.until - f.since).days + 1
+    if span <= MAX_CHART_DAYS:
+        days = [f.since + datetime.timedelta(days=n) for n in range(span)]
+    else:
+        days = sorted(seen_days)
+    order = list(PROVIDER_CLASSES)
+    present = {(stack, provider) for stack, provider, _ in amounts}
+    datasets = []
+    for stack in ("real", "sandbox"):
+        providers = sorted(
+            (p for s, p in present if s == stack),
+            key=lambda p: (order.index(p) if p in order else len(order), p),
+        )
+        for provider in providers:
+            cls = PROVIDER_CLASSES.get(provider)
+            name = cls.name if cls else provider
+            datasets.append(
+                {
+                    "label": name if stack == "real" else f"{name} (sandbox)",
+                    "provider": provider,
+                    "stack": stack,
+                    "data": [f"{amounts.get((stack, provider, day), ZERO):.4f}" for day in days],
+                }
+            )
+    return {
+        "days": [day.isoformat() for day in days],
+        "providers": order,
+        "datasets": datasets,
+    }
+
+
+# --- This month against budget ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    use: ledger.Usage
+
+    @property
+    def bar(self) -> int:
+        """Width of the progress bar in percent (capped; the figures say the rest)."""
+        return max(0, min(self.use.percent or 0, 100))
+
+    @property
+    def level(self) -> str:
+        percent = self.use.percent or 0
+        if percent >= 100:
+            return "over"
+        return "warn" if percent >= min(ledger.WARN_AT) else "ok"
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.use.left, ZERO)
+
+    @property
+    def over_by(self) -> Decimal:
+        return max(-self.use.left, ZERO)
+
+
+def budgets(user) -> list[BudgetLine]:
+    """This calendar month (UTC) against budget, per visible team that has a budget
+    (whatever range the report shows: budgets are monthly)."""
+    teams = visible_teams(user).filter(monthly_budget__isnull=False)
+    return [BudgetLine(ledger.usage(t)) for t in teams.order_by("name")]
+
+
+# --- Export ---------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "date",
+    "team",
+    "person",
+    "provider",
+    "job",
+    "amount_usd",
+    "sandbox",
+    "price_book_version",
+    "explanation",
+]
+
+
+def _text(value: str) -> str:
+    """Free text as a spreadsheet will not run it: a leading = + - @ is a formula."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def export_rows(rows: QuerySet, chunk_size: int = 2000):
+    """The header, then one list per charge, oldest first, fetched in chunks: never all
+    rows in memory at once."""
+    yield CSV_HEADER
+    rows = rows.select_related("team", "user", "price_book").order_by("created_at", "pk")
+    for entry in rows.iterator(chunk_size=chunk_size):
+        yield [
+            entry.created_at.astimezone(UTC).isoformat(timespec="seconds"),
+            _text(entry.team.name),
+            _text(entry.user.get_username() if entry.user else ""),
+            entry.provider,
+            entry.job_id or "",
+            f"{entry.amount:.4f}",
+            "yes" if entry.sandbox else "no",
+            entry.price_book.version if entry.price_book else "",
+            _text(entry.explanation),
+        ]
+
+
+def export_filename(f: Filters) -> str:
+    return f"spend-{f.since.isoformat()}-to-{f.until.isoformat()}.csv"
+
+
+def with_sandbox(f: Filters) -> Filters:
+    return replace(f, include_sandbox=True)

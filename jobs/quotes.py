@@ -1,0 +1,265 @@
+"""The upload page's quote, before anything is sent.
+
+For each image and chosen provider: the predicted size, the price, its tier and why (the
+price book's own explanation), and a hint when a smaller option of the same provider
+lands in a cheaper tier. Then the same images priced with every provider, and how the
+submission sits against the team's monthly budget. Plain functions over the provider
+registry and the price books; the view only hands the form in.
+
+Prices come from the price books in force (one query for all of them), the same books
+the submission's quote and the charge use, so the preview says what the job will store.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from billing import books, ledger
+from billing.models import LedgerEntry, PriceBook
+from billing.pricing import RULES, Quote, describe
+from jobs.imaging import ImageInfo
+from jobs.intake import check_limits
+from jobs.providers import Provider, Refusal, all_providers, get_provider
+
+ZERO = Decimal("0.0000")
+
+
+class Pricer:
+    """Quotes under the books in force now, fetched once for a whole page."""
+
+    def __init__(self, at=None):
+        self.books = books.current_all(at)
+
+    def book(self, slug: str):
+        return self.books.get(slug)
+
+    def is_brackets(self, slug: str) -> bool:
+        book = self.book(slug)
+        rule = book.rule if book else RULES[slug]
+        return rule["kind"] == "brackets"
+
+    def price(self, provider: Provider, info: ImageInfo, options) -> tuple[tuple[int, int], Quote]:
+        """(output size, quote); Refusal when the provider (or the portal) cannot take it."""
+        check_limits(provider, info, options)
+        width, height = provider.output_size(info, options)
+        book = self.book(provider.slug)
+        return (width, height), books.quote_under(
+            book, provider.slug, provider.name, width, height, options
+        )
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A smaller choice of the same provider that lands in a cheaper tier."""
+
+    label: str  # the choice as the form shows it, e.g. "2x"
+    size: tuple[int, int]
+    quote: Quote
+    bracket: bool  # the tier is a bracket ("up to 4 MP bracket")
+
+    @property
+    def tier(self) -> str:
+        return f"{self.quote.tier} bracket" if self.bracket else self.quote.tier
+
+
+@dataclass
+class Line:
+    """One image with one chosen provider (or the provider's refusal of its options)."""
+
+    provider: Provider
+    name: str = ""
+    info: ImageInfo | None = None
+    options: dict = field(default_factory=dict)
+    label: str = ""
+    size: tuple[int, int] | None = None
+    quote: Quote | None = None
+    hint: Hint | None = None
+    error: str = ""
+
+
+@dataclass
+class ProviderTotal:
+    """All the images with one provider, at its current options (defaults if unset)."""
+
+    provider: Provider
+    chosen: bool
+    label: str = ""
+    amount: Decimal | None = None  # None: nothing priced (bad options or all refused)
+    priced: int = 0
+    refused: list[str] = field(default_factory=list)  # image names the provider refuses
+    verified: bool = True
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    usage: ledger.Usage
+    wanted: Decimal  # real spend of this submission: what the budget check counts
+    would_be: Decimal  # sandbox jobs' would-be cost: not counted
+
+    @property
+    def over(self) -> bool:
+        """The server would refuse this submission (the same sum as ledger.check)."""
+        use = self.usage
+        return self.wanted > 0 and use.spent + use.held + self.wanted > use.budget
+
+    @property
+    def over_if_real(self) -> bool:
+        """Not refused only because sandbox jobs are not charged."""
+        use = self.usage
+        total = self.wanted + self.would_be
+        return not self.over and self.would_be > 0 and use.spent + use.held + total > use.budget
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.usage.left, ZERO)
+
+
+@dataclass
+class Preview:
+    images: list
+    lines: list[Line]
+    totals: list[ProviderTotal]
+    budget: BudgetCheck | None
+
+    @property
+    def priced(self) -> list[Line]:
+        return [line for line in self.lines if line.quote]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.quote.amount for line in self.priced), ZERO)
+
+    @property
+    def sandbox_total(self) -> Decimal:
+        return sum((ln.quote.amount for ln in self.priced if ln.provider.is_sandbox), ZERO)
+
+    @property
+    def real_total(self) -> Decimal:
+        return self.total - self.sandbox_total
+
+    @property
+    def assumed(self) -> bool:
+        return any(not line.quote.verified for line in self.priced)
+
+    @property
+    def refused(self) -> bool:
+        return any(line.error for line in self.lines)
+
+
+def cheaper_choice(pricer: Pricer, provider: Provider, info, options, quote) -> Hint | None:
+    """The best smaller choice that costs less: re-price each other value of every choice
+    option that changes the output size, keep those with a smaller output and a lower
+    price, and offer the largest of them (the least detail given up for the saving)."""
+    width, height = provider.output_size(info, options)
+    best = None
+    for opt in provider.options:
+        if not opt.is_choice:
+            continue
+        for value, label in opt.choices:
+            if value == options.get(opt.name):
+                continue
+            try:
+                size, alt = pricer.price(provider, info, {**options, opt.name: value})
+            except Refusal:
+                continue
+            if size[0] * size[1] >= width * height or alt.amount >= quote.amount:
+                continue
+            key = (size[0] * size[1], -alt.amount)
+            if best is None or key > best[0]:
+                best = (key, Hint(label, size, alt, pricer.is_brackets(provider.slug)))
+    return best[1] if best else None
+
+
+def chosen_lines(pricer: Pricer, choices, infos) -> list[Line]:
+    lines = []
+    for slug, raw in choices:
+        try:
+            provider = get_provider(slug)
+        except KeyError:
+            continue
+        try:
+            options = provider.clean_options(raw)
+        except Refusal as refusal:
+            lines.append(Line(provider, error=refusal.message))
+            continue
+        for name, info in infos:
+            line = Line(provider, name, info, options, provider.describe(options))
+            try:
+                line.size, line.quote = pricer.price(provider, info, options)
+            except Refusal as refusal:
+                line.error = refusal.message
+            else:
+                line.hint = cheaper_choice(pricer, provider, info, options, line.quote)
+            lines.append(line)
+    return lines
+
+
+def provider_totals(
+    pricer: Pricer, raw_options: Mapping[str, Mapping], chosen: set[str], infos
+) -> list[ProviderTotal]:
+    """Every provider, all the images, each at the options its panel shows now."""
+    totals = []
+    for provider in all_providers():
+        row = ProviderTotal(provider, provider.slug in chosen)
+        totals.append(row)
+        try:
+            options = provider.clean_options(raw_options.get(provider.slug, {}))
+        except Refusal as refusal:
+            row.error = refusal.message
+            continue
+        row.label = provider.describe(options)
+        for name, info in infos:
+            try:
+                _size, quote = pricer.price(provider, info, options)
+            except Refusal:
+                row.refused.append(name)
+                continue
+            row.amount = (row.amount or ZERO) + quote.amount
+            row.priced += 1
+            row.verified = row.verified and quote.verified
+    return totals
+
+
+def budget_check(team, lines: Sequence[Line]) -> BudgetCheck | None:
+    if team is None or team.monthly_budget is None:
+        return None
+    priced = [line for line in lines if line.quote]
+    would_be = sum((ln.quote.amount for ln in priced if ln.provider.is_sandbox), ZERO)
+    wanted = sum((ln.quote.amount for ln in priced if not ln.provider.is_sandbox), ZERO)
+    return BudgetCheck(ledger.usage(team), wanted, would_be)
+
+
+def preview(choices, infos, *, raw_options=None, team=None) -> Preview:
+    """choices: [(slug, raw options)] as picked; infos: [(name, ImageInfo)] as measured;
+    raw_options: every provider's panel values (slug -> raw), for the comparison."""
+    lines, totals = [], []
+    if infos:  # nothing to price (and no query for the books) before images are chosen
+        pricer = Pricer()
+        lines = chosen_lines(pricer, choices, infos)
+        raw = {**(raw_options or {}), **dict(choices)}
+        totals = provider_totals(pricer, raw, {slug for slug, _ in choices}, infos)
+    return Preview(list(infos), lines, totals, budget_check(team, lines))
+
+
+# --- the job page's cost card ----------------------------------------------------------------
+@dataclass(frozen=True)
+class JobCost:
+    quote: Quote  # held when the job was accepted
+    charge: LedgerEntry | None  # written when it succeeded, from the actual output
+    book: PriceBook | None  # the charge's book once charged, else the quote's
+    rule: str  # that book's rule in words
+    sandbox: bool
+
+    @property
+    def verified(self) -> bool:
+        return self.book.verified if self.book else self.quote.verified
+
+
+def cost(job) -> JobCost:
+    charge = job.charge
+    book = charge.price_book if charge and charge.price_book_id else job.price_book
+    rule = book.rule if book else RULES.get(job.provider)
+    verified = book.verified if book else bool(rule and rule.get("verified", True))
+    quote = Quote(job.quoted_amount, "quoted", job.quote_explanation, verified)
+    return JobCost(quote, charge, book, describe(rule) if rule else "", job.sandbox)
