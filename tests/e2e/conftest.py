@@ -64,6 +64,11 @@ class Portal:
             "Q_CLUSTER_NAME": f"e2e{uuid.uuid4().hex[:8]}",  # its own Redis queue
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
             "SANDBOX_LATENCY": "1.5",
+            # One provider in real mode: a key is set, and the base URL is its own
+            # sandbox (which takes that key). Its jobs count against budgets like real
+            # spend, so the browser can meet a real over-budget refusal.
+            "PIXELCUT_API_KEY": "sandbox-key",
+            "PIXELCUT_BASE_URL": f"http://127.0.0.1:{self.port}/sandbox/pixelcut",
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)

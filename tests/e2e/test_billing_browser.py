@@ -95,3 +95,26 @@ def test_the_budget_is_shown_before_submit(page, portal):
         shot(page, "job-cost")
     finally:
         set_budget(portal, None)
+
+
+def test_an_over_budget_submission_is_refused_in_the_page(page, portal):
+    set_budget(portal, "0.04")
+    try:
+        sign_in(page)
+        name = f"over-{uuid.uuid4().hex[:8]}.png"
+        page.set_input_files(
+            "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(300, 200)}]
+        )
+        page.locator('input[name="provider"][value="local"]').uncheck()
+        page.locator('input[name="provider"][value="pixelcut"]').check()  # real mode, $0.05
+        expect(page.locator("#preview-total")).to_contain_text("$0.05")
+        page.get_by_role("button", name="Upscale").click()
+        refusal = page.locator("#outcome .alert.error")
+        expect(refusal).to_contain_text("Nothing was uploaded.")
+        expect(refusal).to_contain_text("monthly budget of $0.04")
+        expect(refusal).to_contain_text("this submission $0.05")
+        expect(refusal).to_contain_text("The budget resets on")
+        expect(page.locator("#outcome tr.job-row")).to_have_count(0)
+        shot(page, "upload-refused-budget")
+    finally:
+        set_budget(portal, None)
