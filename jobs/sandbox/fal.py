@@ -14,6 +14,7 @@ the request completes; the sandbox refuses a bad body at once with the same 422 
 
 import base64
 import binascii
+import functools
 import json
 import time
 
@@ -114,6 +115,36 @@ def _fault(status: int) -> JsonResponse:
 
 def _task(request_id: str) -> SandboxTask | None:
     return SandboxTask.objects.filter(provider=SLUG, public_id=request_id).first()
+
+
+def _not_found() -> JsonResponse:
+    return _detail(404, "Request not found")
+
+
+def _cancel_not_found() -> JsonResponse:
+    return JsonResponse({"status": "NOT_FOUND"}, status=404)
+
+
+def _per_request(method: str, not_found):
+    """What every view about one request does first: method, auth and faults, lookup."""
+
+    def wrap(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def inner(request, request_id):
+            if request.method != method:
+                return _detail(405, "Method Not Allowed")
+            refused = _gate(request, "poll")
+            if refused:
+                return refused
+            task = _task(request_id)
+            if task is None:
+                return not_found()
+            return view(request, task)
+
+        return inner
+
+    return wrap
 
 
 def _urls(request, task: SandboxTask) -> dict:
@@ -280,16 +311,8 @@ def queue_submit(request):
     )
 
 
-@csrf_exempt
-def queue_status(request, request_id):
-    if request.method != "GET":
-        return _detail(405, "Method Not Allowed")
-    refused = _gate(request, "poll")
-    if refused:
-        return refused
-    task = _task(request_id)
-    if task is None:
-        return _detail(404, "Request not found")
+@_per_request("GET", _not_found)
+def queue_status(request, task):
     urls = _urls(request, task)
     phase = task.phase()
     with_logs = request.GET.get("logs") in ("1", "true")
@@ -315,16 +338,8 @@ def queue_status(request, request_id):
     return JsonResponse(body)
 
 
-@csrf_exempt
-def queue_result(request, request_id):
-    if request.method != "GET":
-        return _detail(405, "Method Not Allowed")
-    refused = _gate(request, "poll")
-    if refused:
-        return refused
-    task = _task(request_id)
-    if task is None:
-        return _detail(404, "Request not found")
+@_per_request("GET", _not_found)
+def queue_result(request, task):
     phase = task.phase()
     if phase in ("queued", "processing"):
         return _detail(400, "Request is still in progress")
@@ -336,16 +351,8 @@ def queue_result(request, request_id):
     return JsonResponse(_result_body(task))
 
 
-@csrf_exempt
-def queue_cancel(request, request_id):
-    if request.method != "PUT":
-        return _detail(405, "Method Not Allowed")
-    refused = _gate(request, "poll")
-    if refused:
-        return refused
-    task = _task(request_id)
-    if task is None:
-        return JsonResponse({"status": "NOT_FOUND"}, status=404)
+@_per_request("PUT", _cancel_not_found)
+def queue_cancel(request, task):
     if task.phase() not in ("queued", "processing"):
         return JsonResponse({"status": "ALREADY_COMPLETED"}, status=400)
     SandboxTask.objects.filter(pk=task.pk, canceled_at__isnull=True).update(
