@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from jobs.models import Job, JobEvent, SandboxFaults, SandboxTask
+from jobs.models import Job, JobEvent
 
 
 class JobEventInline(admin.TabularInline):
@@ -76,26 +76,3 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(SandboxFaults)
-class SandboxFaultsAdmin(admin.ModelAdmin):
-    """Demos and manual tests switch sandbox faults on here."""
-
-    list_display = [
-        "provider",
-        "latency",
-        "error_status",
-        "error_count",
-        "task_failure",
-        "slow_seconds",
-        "webhook",
-        "expired_results",
-    ]
-
-
-@admin.register(SandboxTask)
-class SandboxTaskAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "provider", "created_at", "latency", "failure_code"]
-    list_filter = ["provider"]
-    readonly_fields = [f.name for f in SandboxTask._meta.fields]

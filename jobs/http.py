@@ -11,8 +11,10 @@ import asyncio
 import ipaddress
 import random
 import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from django.conf import settings
@@ -93,35 +95,135 @@ def status_error(response: httpx.Response, who: str, code: str, message: str) ->
     )
 
 
-# --- Downloading results -------------------------------------------------------------
-def _host_allowed(host: str, allowed_hosts) -> bool:
-    return host in allowed_hosts
+# --- Reaching addresses that came from outside -----------------------------------------
+# Result links come from providers, sandbox inputs and callbacks from API callers: an
+# address is checked before we connect, and the connection goes to the very address that
+# passed the check (the request is pinned to the vetted IP, with the name kept for the
+# Host header and TLS), so a name that resolves differently a moment later (DNS
+# rebinding) cannot lead us into a private network.
+@dataclass(frozen=True)
+class Rules:
+    """Where a fetch may go. `trusted_hosts` may be private and plain http (the
+    configured provider host, our own PUBLIC_BASE_URL); other hosts must be public https
+    addresses, and only when `public` is true."""
+
+    trusted_hosts: frozenset = frozenset()
+    public: bool = True
 
 
-async def _check_address(url: str, allowed_hosts) -> None:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if _host_allowed(host, allowed_hosts):
-        if parts.scheme not in ("http", "https"):
-            raise ProviderError("bad_result_url", "The result address is not http(s).")
-        return
-    if parts.scheme != "https":
-        raise ProviderError(
-            "bad_result_url", "The provider gave a result address that is not https."
-        )
+def _refused(message: str) -> ProviderError:
+    return ProviderError("bad_result_url", message)
+
+
+def is_public(address) -> bool:
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` stands for (one lookup: the caller connects to one of them)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-    except socket.gaierror:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
         raise ProviderError(
-            "result_unreachable", f"The result host {host} could not be found.", retryable=True
+            "result_unreachable", f"The host {host} could not be found.", retryable=True
         ) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ProviderError(
-                "bad_result_url",
-                "The provider pointed us at a private network address; we refused to fetch it.",
-            )
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+async def pin(url: str, rules: Rules) -> tuple[httpx.URL, dict, dict]:
+    """(URL to the vetted address, headers, extensions) for a request to `url`, or a
+    ProviderError saying why we will not go there."""
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise _refused("The address is not a valid URL.") from None
+    host = target.host
+    if target.scheme not in ("http", "https") or not host:
+        raise _refused("The address is not http(s).")
+    trusted = host in rules.trusted_hosts
+    if not trusted and not rules.public:
+        raise _refused("We only fetch from our own address here.")
+    if not trusted and target.scheme != "https":
+        raise _refused("The provider gave an address that is not https.")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    addresses = await resolve(host, port)
+    if not trusted and not all(is_public(ipaddress.ip_address(a)) for a in addresses):
+        raise _refused(
+            "The provider pointed us at a private network address; we refused to fetch it."
+        )
+    if not addresses:
+        raise ProviderError("result_unreachable", f"The host {host} could not be found.")
+    headers = {"Host": target.netloc.decode("ascii")}
+    extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+    return target.copy_with(host=addresses[0]), headers, extensions
+
+
+@asynccontextmanager
+async def open_pinned(http: httpx.AsyncClient, method: str, url: str, rules: Rules, **kwargs):
+    """A streamed response from `url` over a connection pinned to its vetted address.
+    Redirects are followed by hand (GET only), each hop checked again."""
+    extra_headers = kwargs.pop("headers", None) or {}
+    for _hop in range(MAX_REDIRECTS + 1):
+        pinned, headers, extensions = await pin(url, rules)
+        request = http.build_request(
+            method,
+            pinned,
+            headers={**extra_headers, **headers},
+            extensions=extensions,
+            **kwargs,
+        )
+        response = await http.send(request, stream=True)
+        try:
+            if response.is_redirect and method == "GET":
+                url = urljoin(url, response.headers.get("Location", ""))
+                continue  # the next address is checked again
+            yield response
+            return
+        finally:
+            await response.aclose()
+    raise _refused("The link redirected too many times.")
+
+
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = int(response.headers.get("Content-Length") or 0)
+    if declared > max_bytes:
+        raise _too_big(max_bytes)
+    chunks, total = [], 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_big(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def fetch(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    rules: Rules,
+    *,
+    max_bytes: int,
+    deadline: float,
+    **kwargs,
+) -> tuple[int, bytes]:
+    """(status, body) of one pinned request, the body capped at `max_bytes`."""
+    try:
+        async with asyncio.timeout(deadline):
+            async with open_pinned(http, method, url, rules, **kwargs) as response:
+                return response.status_code, await read_capped(response, max_bytes)
+    except TimeoutError:
+        raise ProviderError("timeout", "The address took too long to answer.") from None
+    except httpx.TransportError:
+        raise ProviderError(
+            "unreachable", "The address could not be reached.", retryable=True
+        ) from None
 
 
 async def download(
@@ -135,33 +237,19 @@ async def download(
 ) -> bytes:
     max_bytes = max_bytes or settings.RESULT_MAX_BYTES
     deadline = deadline or settings.RESULT_DEADLINE
+    rules = Rules(trusted_hosts=frozenset(allowed_hosts), public=True)
     try:
         async with asyncio.timeout(deadline):
-            for _hop in range(MAX_REDIRECTS + 1):
-                await _check_address(url, allowed_hosts)
-                async with http.stream("GET", url) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("Location", ""))
-                        continue  # the next address is checked again
-                    if response.status_code in (401, 403, 404, 410):
-                        raise ProviderError(
-                            "result_expired",
-                            f"The result link from {who} has expired or is gone.",
-                            status=response.status_code,
-                        )
-                    if response.status_code >= 400:
-                        raise status_error(response, who, "result_download_failed", "")
-                    declared = int(response.headers.get("Content-Length") or 0)
-                    if declared > max_bytes:
-                        raise _too_big(max_bytes)
-                    chunks, total = [], 0
-                    async for chunk in response.aiter_bytes():
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise _too_big(max_bytes)
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            raise ProviderError("bad_result_url", "The result link redirected too many times.")
+            async with open_pinned(http, "GET", url, rules) as response:
+                if response.status_code in (401, 403, 404, 410):
+                    raise ProviderError(
+                        "result_expired",
+                        f"The result link from {who} has expired or is gone.",
+                        status=response.status_code,
+                    )
+                if response.status_code >= 400:
+                    raise status_error(response, who, "result_download_failed", "")
+                return await read_capped(response, max_bytes)
     except TimeoutError:
         raise ProviderError(
             "result_timeout", f"Downloading the result from {who} took too long.", retryable=True

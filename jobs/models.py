@@ -197,6 +197,3 @@ class JobEvent(models.Model):
 
     def __str__(self):
         return f"{self.job_id} -> {self.state} at {self.at:%H:%M:%S}"
-
-
-from jobs.sandbox.models import SandboxFaults, SandboxTask  # noqa: E402, F401  (same app)

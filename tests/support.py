@@ -2,6 +2,11 @@
 
 import time
 
+from django.conf import settings
+
+# The key every sandbox accepts on this install (derived from SECRET_KEY).
+SANDBOX_KEY = settings.SANDBOX_API_KEY
+
 
 def wait_until(condition, timeout=10.0, message="timed out waiting"):
     """Wait for something another thread does (a webhook delivery, the live server, a slow

@@ -1,25 +1,76 @@
 """Settings for Upscaler Portal: everything comes from the environment.
 
+Production is what you get when nothing is set: DEBUG off, a strong SECRET_KEY required,
+HTTPS settings on, a strict Content-Security-Policy, throttled sign-in, sandboxes off.
+`bin/run` turns development on (DEBUG=true), which also turns the sandboxes on.
+
 The embedded default needs nothing installed beyond Python packages: SQLite in WAL
-mode, django-q2's ORM broker, media on local disk, sandbox providers.
-DATABASE_URL / REDIS_URL switch to PostgreSQL / Redis without code changes.
+mode, django-q2's ORM broker, media on local disk. DATABASE_URL / REDIS_URL switch to
+PostgreSQL / Redis without code changes.
 """
 
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
-from upscaler_site.env import env_bool, env_float, env_int, env_list, env_str
+from upscaler_site.env import (
+    derived_secret,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(exist_ok=True)  # SQLite and the media folder live here by default
 
-DEBUG = env_bool("DEBUG", True)
-# Only used by the embedded default; any deployment sets its own SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-set-SECRET_KEY-in-production")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# --- Mode -------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+PRODUCTION = not DEBUG  # the default for every security setting below
+SECRET_KEY = secret_key(DEBUG, VAR_DIR)
+
+# The address providers (and the sandboxes) use to reach us: webhooks and signed input
+# URLs are built on it. Defaults to what bin/run serves.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+_public = urlsplit(PUBLIC_BASE_URL)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or sorted(
+    {_public.hostname or "localhost", "localhost", "127.0.0.1"}
+)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS") or (
+    [f"{_public.scheme}://{_public.netloc}"] if _public.scheme == "https" else []
+)
+
+# --- HTTPS (on in production; each can be set on its own) ------------------------------
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+# The header a TLS-terminating proxy sets, as "Header-Name: value"; empty: no proxy.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto: https" if PRODUCTION else "")
+if _proxy_header:
+    _name, _, _value = _proxy_header.partition(":")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip())
+# How many proxies in front of us append to X-Forwarded-For (sign-in throttling counts
+# attempts per client address, which must not be the proxy's).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if _proxy_header else 0)
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Sandboxes: local emulators of the providers' APIs -----------------------------------
+# On in development; production turns them on only when asked (demos, staging).
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)
+# The key every sandbox accepts: this install's own, derived from SECRET_KEY.
+SANDBOX_API_KEY = derived_secret(SECRET_KEY, "sandbox-api-key")
+SANDBOX_LATENCY = env_float("SANDBOX_LATENCY", 4.0)  # seconds a sandbox task takes
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -32,12 +83,16 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "axes",
+    "csp",
     "billing",
     "jobs",
+    *(["jobs.sandbox"] if SANDBOX_ENABLED else []),
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -45,6 +100,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks
 ]
 
 ROOT_URLCONF = "upscaler_site.urls"
@@ -69,6 +125,23 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Content-Security-Policy: no inline script or style anywhere -----------------------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # blob: and data: for the thumbnails the upload page draws from chosen files.
+        "img-src": [SELF, "blob:", "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- Database -----------------------------------------------------------------------
 SQLITE_PATH = VAR_DIR / "portal.sqlite3"
@@ -121,6 +194,20 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- Auth ---------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out user or address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT failures for one user name,
+# or from one address, further attempts are refused for LOGIN_COOLOFF_MINUTES, on the
+# portal's sign-in page and the admin's alike. A success resets the count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "upscaler_site.net.client_ip"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jobs:upload"
 LOGOUT_REDIRECT_URL = "login"
@@ -156,10 +243,8 @@ MAX_RESULT_PIXELS = env_int("MAX_RESULT_PIXELS", 150_000_000)
 SUBMIT_DEADLINE_SECONDS = env_int("SUBMIT_DEADLINE_SECONDS", 600)
 
 # --- Providers ----------------------------------------------------------------------
-# The address providers (and the sandboxes) use to reach us: webhooks and signed input
-# URLs are built on it. Defaults to what bin/run serves.
-PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-# A provider with no key talks to its sandbox under PUBLIC_BASE_URL/sandbox/<slug>/.
+# A provider with no key talks to its sandbox under PUBLIC_BASE_URL/sandbox/<slug>/ when
+# sandboxes are on, and is unavailable when they are off.
 PROVIDER_SETTINGS = {
     "pixazo": {"api_key": env_str("PIXAZO_API_KEY"), "base_url": env_str("PIXAZO_BASE_URL")},
     "pixelcut": {
@@ -183,10 +268,6 @@ RETRY_BUDGET_SECONDS = env_int("RETRY_BUDGET_SECONDS", 300)  # total time spent 
 POLL_MAX_SECONDS = env_int("POLL_MAX_SECONDS", 3600)  # a job running longer is failed
 TRACKER_CONCURRENCY = env_int("TRACKER_CONCURRENCY", 32)  # polls in flight at once
 
-# --- Sandboxes -------------------------------------------------------------------------
-SANDBOX_API_KEY = "sandbox-key"  # the one key every sandbox accepts; not a secret
-SANDBOX_LATENCY = env_float("SANDBOX_LATENCY", 4.0)  # seconds a sandbox task takes
-
 # --- Locale -------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -197,12 +278,15 @@ USE_TZ = True
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "portal@localhost")
 
-# --- Logging: plain lines on stderr; secrets are never passed to loggers --------------
+# --- Logging: plain lines on stderr, every line through the secret scrubber -------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"scrub": {"()": "jobs.scrub.ScrubFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # httpx logs full request URLs at INFO; keep them out of the logs.

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -10,7 +11,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("hooks/<slug:provider>/<int:pk>/<str:token>/", inbound.webhook, name="webhook"),
     path("inputs/<str:token>/", inbound.serve_input, name="job-input"),
-    path("sandbox/", include("jobs.sandbox.urls")),
     path("spend/", include("billing.urls")),
     path("", include("jobs.urls")),
 ]
+if settings.SANDBOX_ENABLED:
+    # The emulators exist only in sandbox mode: in production there is nothing to reach.
+    urlpatterns.insert(0, path("sandbox/", include("jobs.sandbox.urls")))

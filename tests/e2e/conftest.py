@@ -3,6 +3,7 @@ subprocesses, on a database of its own (a temporary SQLite file, or a fresh Post
 database when DATABASE_URL is set) and the Redis broker when REDIS_URL is set."""
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+
+from upscaler_site.env import derived_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -55,8 +58,12 @@ class Portal:
     def __init__(self, tmp: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        secret = "e2e-" + secrets.token_urlsafe(50)
         self.env = {
             **os.environ,
+            # What bin/run sets: development mode (DEBUG, sandboxes on).
+            "DEBUG": "true",
+            "SECRET_KEY": secret,
             "VAR_DIR": str(tmp),
             "MEDIA_ROOT": str(tmp / "media"),
             "DEMO_USERNAME": USER,
@@ -67,7 +74,7 @@ class Portal:
             # One provider in real mode: a key is set, and the base URL is its own
             # sandbox (which takes that key). Its jobs count against budgets like real
             # spend, so the browser can meet a real over-budget refusal.
-            "PIXELCUT_API_KEY": "sandbox-key",
+            "PIXELCUT_API_KEY": derived_secret(secret, "sandbox-api-key"),
             "PIXELCUT_BASE_URL": f"http://127.0.0.1:{self.port}/sandbox/pixelcut",
             "PYTHONUNBUFFERED": "1",
         }

@@ -20,7 +20,7 @@ from jobs.providers import ProviderError, Running
 from jobs.providers.apixo import ApixoProvider
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
-from tests.support import states, wait_until
+from tests.support import SANDBOX_KEY, states, wait_until
 
 SLUG = "apixo"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / SLUG
@@ -129,7 +129,7 @@ def test_it_sends_the_documented_requests(sandbox, submit, settings, sent_reques
     assert len(posts) == 1
     sent = posts[0]
     assert str(sent.url) == f"{base}/generateTask/image-upscaler"
-    assert sent.headers["Authorization"] == "Bearer sandbox-key"
+    assert sent.headers["Authorization"] == f"Bearer {SANDBOX_KEY}"
     assert sent.headers["Content-Type"] == "application/json"
     body = json.loads(sent.content)
     documented = doc("submit_request_callback" if webhooks else "submit_request")
@@ -147,7 +147,7 @@ def test_it_sends_the_documented_requests(sandbox, submit, settings, sent_reques
     for poll in polls:
         assert poll.method == "GET"
         assert str(poll.url) == f"{base}/statusTask/image-upscaler?taskId={job.provider_task_id}"
-        assert poll.headers["Authorization"] == "Bearer sandbox-key"
+        assert poll.headers["Authorization"] == f"Bearer {SANDBOX_KEY}"
 
 
 def test_it_asks_for_callbacks_only_on_https_or_from_the_sandbox(settings):
@@ -501,7 +501,7 @@ def test_the_upscale_command_creates_an_apixo_job_and_refuses_a_bad_tier(tmp_pat
 # --- the sandbox itself ------------------------------------------------------------------------
 def test_the_sandbox_refuses_a_missing_or_wrong_key(sandbox):
     base = f"{sandbox.url}/sandbox/{SLUG}"
-    for authorization in (None, "Bearer nope", "Token sandbox-key", "sandbox-key", "bearer x"):
+    for authorization in (None, "Bearer nope", f"Token {SANDBOX_KEY}", SANDBOX_KEY, "bearer x"):
         headers = {"Authorization": authorization} if authorization else {}
         answers = [
             httpx.post(f"{base}/generateTask/image-upscaler", json=valid_body(), headers=headers),

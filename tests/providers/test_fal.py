@@ -20,10 +20,10 @@ from jobs.sandbox import engine as sandbox_engine
 from jobs.sandbox import fal as fal_sandbox
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
-from tests.support import states, timeline, wait_until
+from tests.support import SANDBOX_KEY, states, timeline, wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fal"
-KEY = "sandbox-key"
+KEY = SANDBOX_KEY
 
 
 def fixture(name: str):

@@ -26,7 +26,7 @@ from jobs.providers.pixazo import GENERATE_PATH, STATUS_PATH, result_url
 from jobs.sandbox import engine as sandbox_engine
 from jobs.sandbox import pixazo as pixazo_sandbox
 from jobs.sandbox.models import SandboxTask
-from tests.support import timeline, wait_until
+from tests.support import SANDBOX_KEY, timeline, wait_until
 
 SLUG = "pixazo"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pixazo"
@@ -56,7 +56,7 @@ def assert_same_shape(actual, example, where="body"):
         assert type(actual) is type(example), f"{where}: {actual!r} vs {example!r}"
 
 
-def api(sandbox, key="sandbox-key") -> httpx.Client:
+def api(sandbox, key=SANDBOX_KEY) -> httpx.Client:
     headers = {KEY_HEADER: key} if key else {}
     return httpx.Client(base_url=f"{sandbox.url}/sandbox/{SLUG}", headers=headers, timeout=10)
 
@@ -110,7 +110,7 @@ def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     assert post.url.path.endswith("/upscaler/v1/crystal-upscaler/generate")
     assert post.headers["Content-Type"] == "application/json"
     assert post.headers["Cache-Control"] == "no-cache"
-    assert post.headers[KEY_HEADER] == "sandbox-key"
+    assert post.headers[KEY_HEADER] == SANDBOX_KEY
     assert "Authorization" not in post.headers
 
     body = json.loads(post.content)
@@ -130,7 +130,7 @@ def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     for poll in polls:
         status_path = STATUS_PATH.format(id=job.provider_task_id)
         assert poll.url == f"{sandbox.url}/sandbox/{SLUG}{status_path}"
-        assert poll.headers[KEY_HEADER] == "sandbox-key"
+        assert poll.headers[KEY_HEADER] == SANDBOX_KEY
         assert poll.headers["Cache-Control"] == "no-cache"
 
 

@@ -19,7 +19,7 @@ from jobs.providers import ProviderError, get_provider
 from jobs.sandbox import pixelcut as pixelcut_sandbox
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
-from tests.support import timeline, wait_until
+from tests.support import SANDBOX_KEY, timeline, wait_until
 
 SLUG = "pixelcut"
 PATH = "/sandbox/pixelcut/v1/upscale"
@@ -61,7 +61,7 @@ def form_parts(request: httpx.Request) -> dict:
     return parts
 
 
-def api(sandbox, *, key="sandbox-key", accept="application/json", **kwargs) -> httpx.Response:
+def api(sandbox, *, key=SANDBOX_KEY, accept="application/json", **kwargs) -> httpx.Response:
     """Call the sandbox directly, as any Pixelcut client would."""
     headers = {"Accept": accept, **kwargs.pop("headers", {})}
     if key is not None:
@@ -319,7 +319,7 @@ def test_the_sandbox_uses_the_file_when_an_image_url_is_given_too(sandbox):
 
 
 def test_the_sandbox_answers_the_documented_401_without_the_right_key(sandbox):
-    for key in (None, "", "not-the-key", "Bearer sandbox-key"):
+    for key in (None, "", "not-the-key", f"Bearer {SANDBOX_KEY}"):
         response = api(sandbox, key=key, files={"image": png()}, data={"scale": "2"})
 
         assert response.status_code == 401, key

@@ -20,11 +20,11 @@ from jobs.models import Job, WebhookDelivery
 from jobs.sandbox import engine
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
-from tests.support import wait_until
+from tests.support import SANDBOX_KEY, wait_until
 
 SLUG = "ximilar"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ximilar"
-AUTH = {"Authorization": "Token sandbox-key"}
+AUTH = {"Authorization": f"Token {SANDBOX_KEY}"}
 
 
 def doc(name):
@@ -115,7 +115,7 @@ def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     post = sent_requests[0]
     assert post.method == "POST"
     assert str(post.url) == api_url(sandbox)
-    assert post.headers["Authorization"] == "Token sandbox-key"
+    assert post.headers["Authorization"] == f"Token {SANDBOX_KEY}"
     assert post.headers["Content-Type"] == "application/json"
     body = json.loads(post.content)
     fields = {"type", "endpoint", "records", "mode", "model_type", "image_format", "webhook"}
@@ -135,7 +135,7 @@ def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     assert set(documented["webhook"]) == set(body["webhook"])
     polls = [r for r in sent_requests if r.method == "GET" and "/account/v2/request/" in str(r.url)]
     assert polls and all(str(r.url) == api_url(sandbox, f"/{job.provider_task_id}") for r in polls)
-    assert all(r.headers["Authorization"] == "Token sandbox-key" for r in polls)
+    assert all(r.headers["Authorization"] == f"Token {SANDBOX_KEY}" for r in polls)
 
 
 @pytest.mark.parametrize(
@@ -378,7 +378,7 @@ def test_it_summarises_webhook_bodies_for_the_timeline():
 # --- the sandbox itself ---------------------------------------------------------------------
 TOKEN_CASES = [
     (None, "Authentication credentials were not provided."),
-    ("Bearer sandbox-key", "Authentication credentials were not provided."),
+    (f"Bearer {SANDBOX_KEY}", "Authentication credentials were not provided."),
     ("Token", "Invalid token header. No credentials provided."),
     ("Token sandbox key", "Invalid token header. Token string should not contain spaces."),
     ("Token wrong", "Invalid token."),
