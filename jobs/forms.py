@@ -33,7 +33,8 @@ def provider_panels(selected=(), values=None):
         panels.append(
             {
                 "provider": provider,
-                "checked": provider.slug in selected,
+                # One that is not set up is shown, but cannot be picked.
+                "checked": provider.slug in selected and provider.available,
                 "options": [(opt, current.get(opt.name, opt.default)) for opt in provider.options],
             }
         )

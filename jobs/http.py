@@ -4,7 +4,8 @@ A timeout on every call, no automatic redirects, errors turned into `ProviderErr
 that say whether they may be retried and whether the request may have reached the
 provider (which decides whether a submit can be sent again). Results are downloaded
 with a byte cap, a total deadline, https only, and private addresses refused except the
-configured provider host (that is how the sandboxes on 127.0.0.1 are reached).
+configured provider host (that is how the sandboxes on 127.0.0.1 are reached). The
+sandboxes' own fetches and webhooks come through here too, allowed our own origin only.
 """
 
 import asyncio
@@ -104,11 +105,24 @@ def status_error(response: httpx.Response, who: str, code: str, message: str) ->
 @dataclass(frozen=True)
 class Rules:
     """Where a fetch may go. `trusted_hosts` may be private and plain http (the
-    configured provider host, our own PUBLIC_BASE_URL); other hosts must be public https
-    addresses, and only when `public` is true."""
+    configured provider host); so may `trusted_origins`, (scheme, host, port) triples
+    from `origin()`, but only on that scheme and port: the sandboxes trust our own
+    PUBLIC_BASE_URL so, as trusting its host would also open every other service on it
+    (6379, 5432...). Other hosts must be public https addresses, and only when `public`
+    is true."""
 
     trusted_hosts: frozenset = frozenset()
     public: bool = True
+    trusted_origins: frozenset = frozenset()
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port filled in when it is the default one."""
+    target = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    return target.scheme, target.host, target.port or DEFAULT_PORTS.get(target.scheme, 0)
 
 
 def _refused(message: str) -> ProviderError:
@@ -146,12 +160,12 @@ async def pin(url: str, rules: Rules) -> tuple[httpx.URL, dict, dict]:
     host = target.host
     if target.scheme not in ("http", "https") or not host:
         raise _refused("The address is not http(s).")
-    trusted = host in rules.trusted_hosts
+    port = target.port or DEFAULT_PORTS[target.scheme]
+    trusted = host in rules.trusted_hosts or (target.scheme, host, port) in rules.trusted_origins
     if not trusted and not rules.public:
         raise _refused("We only fetch from our own address here.")
     if not trusted and target.scheme != "https":
         raise _refused("The provider gave an address that is not https.")
-    port = target.port or (443 if target.scheme == "https" else 80)
     addresses = await resolve(host, port)
     if not trusted and not all(is_public(ipaddress.ip_address(a)) for a in addresses):
         raise _refused(

@@ -56,7 +56,8 @@ def human_bytes(n: int) -> str:
 
 
 def _open(stream, max_pixels: int) -> Image.Image:
-    """Open and fully decode, refusing bombs before any pixel is decoded."""
+    """Open an image by its header only: the format and the pixel count are judged before
+    a single pixel is decoded, so a decompression bomb costs a few KB to refuse."""
     with warnings.catch_warnings():
         # Our own pixel cap below is the rule; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -73,19 +74,24 @@ def _open(stream, max_pixels: int) -> Image.Image:
                 "This is not an image we can read. Upload a JPEG, PNG or WebP file.",
                 "not_an_image",
             ) from None
-        if img.format not in ACCEPTED_FORMATS:
-            raise ImageRefused(
-                f"{img.format or 'This'} images are not supported. "
-                "Upload a JPEG, PNG or WebP file.",
-                "unsupported_format",
-            )
-        if img.width * img.height > max_pixels:
-            raise ImageRefused(
-                f"The image says it is {img.width}x{img.height} pixels, more than the "
-                f"{max_pixels / 1e6:.0f} megapixels we accept (a possible decompression "
-                "bomb), so it was not opened.",
-                "decompression_bomb",
-            )
+    if img.format not in ACCEPTED_FORMATS:
+        raise ImageRefused(
+            f"{img.format or 'This'} images are not supported. Upload a JPEG, PNG or WebP file.",
+            "unsupported_format",
+        )
+    if img.width * img.height > max_pixels:
+        raise ImageRefused(
+            f"The image says it is {img.width}x{img.height} pixels, more than the "
+            f"{max_pixels / 1e6:.0f} megapixels we accept (a possible decompression "
+            "bomb), so it was not opened.",
+            "decompression_bomb",
+        )
+    return img
+
+
+def _decode(img: Image.Image) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img.load()
         except Exception:
@@ -101,7 +107,9 @@ def _has_alpha(img: Image.Image) -> bool:
 
 
 def inspect_upload(fileobj, size_bytes: int) -> ImageInfo:
-    """Validate an upload against the limits every provider shares."""
+    """An upload's size, format and dimensions from its header, against the limits every
+    provider shares. No pixel is decoded here: `thumbnail()` does that, once the provider
+    limits (judged from this header) have passed."""
     if size_bytes > settings.MAX_UPLOAD_BYTES:
         raise ImageRefused(
             f"The file is {human_bytes(size_bytes)}; the limit is "
@@ -124,15 +132,19 @@ def inspect_upload(fileobj, size_bytes: int) -> ImageInfo:
 
 def inspect_result(data: bytes, max_pixels: int) -> ImageInfo:
     """Decode and measure an image a provider gave back."""
-    img = _open(io.BytesIO(data), max_pixels)
+    img = _decode(_open(io.BytesIO(data), max_pixels))
     return ImageInfo(img.format, img.width, img.height, _has_alpha(img), len(data))
 
 
 def thumbnail(data_or_file) -> bytes:
+    """A small WebP of the image. This is where an upload's pixels are decoded (JPEGs at
+    a reduced scale), so a damaged file is refused here."""
     stream = io.BytesIO(data_or_file) if isinstance(data_or_file, bytes) else data_or_file
+    img = _open(stream, settings.MAX_RESULT_PIXELS)
+    img.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # JPEG decodes at 1/2..1/8 scale: less memory
+    img = _decode(img)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        img = Image.open(stream)
         img = ImageOps.exif_transpose(img)
         img.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     if img.mode not in ("RGB", "RGBA"):

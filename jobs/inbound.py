@@ -1,6 +1,7 @@
 """What providers call on us: webhooks, and the signed links to our copy of an input."""
 
 import hashlib
+import json
 
 from django.conf import settings
 from django.core import signing
@@ -16,9 +17,9 @@ from jobs import lifecycle, tasks, tracker
 from jobs.imaging import CONTENT_TYPES
 from jobs.models import Job, WebhookDelivery
 from jobs.providers import get_provider
+from jobs.scrub import scrub
 
 INPUT_SALT = "jobs.input-url"
-MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 # --- signed input links ------------------------------------------------------------------
@@ -42,6 +43,37 @@ def serve_input(request, token):
 
 
 # --- webhooks ----------------------------------------------------------------------------
+MAX_WEBHOOK_BYTES = 1024 * 1024  # the providers' bodies are a few KB
+MAX_DELIVERIES_PER_JOB = 20  # distinct bodies recorded per job; more change nothing
+
+
+def read_capped(request, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit`: refused by its declared
+    length before anything is read, and never read past `limit` when undeclared."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def parse_object(body: bytes) -> dict | None:
+    """A JSON object, or None for anything else (not JSON, not an object, nested deeper
+    than the parser goes)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _refuse(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"ok": False, "error": message}, status=status)
+
+
 @csrf_exempt
 @require_POST
 def webhook(request, provider, pk, token):
@@ -52,30 +84,43 @@ def webhook(request, provider, pk, token):
     job = Job.objects.filter(pk=pk, provider=provider).first()
     if job is None or not constant_time_compare(token, job.webhook_token):
         raise Http404("No such hook")
-    body = request.body[:MAX_WEBHOOK_BYTES]
-    hint = get_provider(provider).webhook_hint(body)[:200]
-    try:
-        with transaction.atomic():
-            WebhookDelivery.objects.create(
-                job=job, digest=hashlib.sha256(body).hexdigest(), hint=hint
-            )
-    except IntegrityError:
-        return JsonResponse({"ok": True, "duplicate": True})
-    name = job.provider_obj.name
+    body = read_capped(request, MAX_WEBHOOK_BYTES)
+    if body is None:
+        return _refuse(413, "The body is larger than a webhook can be.")
+    data = parse_object(body)
+    if data is None:
+        return _refuse(400, "The body must be a JSON object.")
+    hint = scrub(get_provider(provider).webhook_hint(data))[:200]
+    digest = hashlib.sha256(body).hexdigest()
     with transaction.atomic():
+        # The job's row lock makes the count and the insert one step: the cap holds
+        # under concurrent deliveries.
+        Job.objects.select_for_update().filter(pk=job.pk).first()
+        seen = list(job.webhooks.order_by("-pk").values_list("digest", "hint")[:1])
+        if job.webhooks.filter(digest=digest).exists():
+            return JsonResponse({"ok": True, "duplicate": True})
+        if job.webhooks.count() >= MAX_DELIVERIES_PER_JOB:
+            return JsonResponse({"ok": True, "ignored": "too many deliveries for this job"})
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.create(job=job, digest=digest, hint=hint)
+        except IntegrityError:  # the unique constraint is the last word on duplicates
+            return JsonResponse({"ok": True, "duplicate": True})
         # The conditional UPDATE holds the row until the note is written, so the timeline
         # never shows the hint after the job has already moved on.
         running = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
             next_poll_at=timezone.now()
         )
-        if running:
+        # Deliveries that say the same thing collapse into the note already there.
+        if running and not (seen and seen[0][1] == hint):
+            name = job.provider_obj.name
             said = f": {hint}" if hint else ""
             lifecycle.note(
                 job.pk, Job.State.RUNNING, f"Webhook from {name}{said}. Confirming with {name}."
             )
-            # The job is due now: a live tracker polls it within a second. Without one, a
-            # task confirms it (under a burst of webhooks that task queue is the
-            # bottleneck, which is why the tracker goes first).
-            if not tracker.is_alive():
-                tasks.enqueue_poll(job.pk)
+        # The job is due now: a live tracker polls it within a second. Without one, a
+        # task confirms it (under a burst of webhooks that task queue is the
+        # bottleneck, which is why the tracker goes first).
+        if running and not tracker.is_alive():
+            tasks.enqueue_poll(job.pk)
     return JsonResponse({"ok": True})

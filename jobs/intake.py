@@ -2,12 +2,14 @@
 come through here, so they validate the same way.
 
 Everything is checked before anything is stored: one bad file or one option a provider
-cannot take refuses the whole submission with a message per problem.
+cannot take refuses the whole submission with a message per problem. The cheap checks
+come first: files are judged by their headers (size, format, pixels, every provider
+limit) before any pixel is decoded, so a decompression bomb costs nothing to refuse.
 """
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -37,11 +39,13 @@ class Selection:
 
 @dataclass(frozen=True)
 class Upload:
-    """A file as it came from the browser or the command line, already decoded."""
+    """A file as it came from the browser or the command line, measured by its header;
+    `thumb` is set once its pixels have been decoded."""
 
     name: str
     file: object
     info: ImageInfo
+    thumb: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ def select(choices: Sequence[tuple[str, Mapping]]) -> list[Selection]:
         except KeyError:
             errors.append(f"There is no provider called {slug!r}.")
             continue
+        if not provider.available:
+            errors.append(provider.unavailable_reason)
+            continue
         try:
             selections.append(Selection(provider, provider.clean_options(raw)))
         except Refusal as refusal:
@@ -73,7 +80,7 @@ def select(choices: Sequence[tuple[str, Mapping]]) -> list[Selection]:
 
 
 def inspect(files) -> list[Upload]:
-    """Decode every file; refuse the lot if any is bad, naming each bad one."""
+    """Read every file's header; refuse the lot if any is bad, naming each bad one."""
     if not files:
         raise SubmissionRefused(["Choose at least one image."])
     errors, uploads = [], []
@@ -86,6 +93,23 @@ def inspect(files) -> list[Upload]:
     if errors:
         raise SubmissionRefused(errors)
     return uploads
+
+
+def decode(uploads: Sequence[Upload]) -> list[Upload]:
+    """Decode the pixels (making the thumbnail), once every header check has passed."""
+    errors, decoded = [], []
+    for upload in uploads:
+        try:
+            thumb = imaging.thumbnail(upload.file)
+        except ImageRefused as refusal:
+            errors.append(f"{upload.name}: {refusal.message}")
+            continue
+        finally:
+            upload.file.seek(0)
+        decoded.append(replace(upload, thumb=thumb))
+    if errors:
+        raise SubmissionRefused(errors)
+    return decoded
 
 
 def check_limits(provider: Provider, info: ImageInfo, options) -> None:
@@ -125,10 +149,7 @@ def store(upload: Upload) -> StoredInput:
     file_name = default_storage.save(
         f"inputs/{month}/{key}.{upload.info.extension}", File(upload.file)
     )
-    upload.file.seek(0)
-    thumb_name = default_storage.save(
-        f"thumbs/{month}/{key}-in.webp", ContentFile(imaging.thumbnail(upload.file))
-    )
+    thumb_name = default_storage.save(f"thumbs/{month}/{key}-in.webp", ContentFile(upload.thumb))
     return StoredInput(upload.name, file_name, thumb_name, upload.info)
 
 
@@ -137,6 +158,7 @@ def submit_uploads(*, user, team, files, choices) -> list[Job]:
     uploads = inspect(files)
     check([(u.name, u.info) for u in uploads], selections)
     check_budget(team, [u.info for u in uploads], selections)
+    uploads = decode(uploads)
     stored = [store(u) for u in uploads]
     try:
         return create_jobs(user=user, team=team, inputs=stored, selections=selections)

@@ -3,6 +3,10 @@
 `move()` changes the state only if the job is still in one of the expected states, and
 reports whether it did. That makes it the claim primitive: a redelivered task, a
 duplicate webhook or a race with "cancel" finds nothing to move and does nothing.
+
+Every text written here passes the one scrubber (`jobs.scrub`): timeline details and a
+job's error, result link and task id are where a provider's words become ours, and they
+are all written through this module, so no adapter can forget it.
 """
 
 from django.db import transaction
@@ -11,12 +15,29 @@ from django.utils import timezone
 
 from billing import ledger
 from jobs.models import Job, JobEvent
+from jobs.scrub import scrub
 
 State = Job.State
+# The job's fields a provider fills in. The link and the id are used as they are; one
+# that quotes our key is stored masked, and that job then fails in plain words.
+PROVIDER_TEXT = ("error_code", "error_message", "result_url", "provider_task_id")
+ERROR_CODE_LENGTH = Job._meta.get_field("error_code").max_length
+
+
+def _scrubbed(fields: dict) -> dict:
+    for name in PROVIDER_TEXT:
+        if fields.get(name):
+            fields[name] = scrub(fields[name])
+    if fields.get("error_code"):
+        # Codes may be the provider's own words: clipped (after scrubbing, so no part of
+        # a secret survives) to fit the column, which PostgreSQL enforces.
+        fields["error_code"] = fields["error_code"][:ERROR_CODE_LENGTH]
+    return fields
 
 
 def move(job_id: int, frm, to: str, detail: str = "", **fields) -> bool:
     now = timezone.now()
+    detail, fields = scrub(detail), _scrubbed(fields)
     if to in Job.FINAL_STATES:
         fields.setdefault("finished_at", now)
         fields.setdefault("next_poll_at", None)
@@ -34,7 +55,7 @@ def move(job_id: int, frm, to: str, detail: str = "", **fields) -> bool:
 
 def note(job_id: int, state: str, detail: str) -> None:
     """A timeline entry that does not change the state (retries, hints, warnings)."""
-    JobEvent.objects.create(job_id=job_id, state=state, at=timezone.now(), detail=detail)
+    JobEvent.objects.create(job_id=job_id, state=state, at=timezone.now(), detail=scrub(detail))
 
 
 def claim(job_id: int) -> bool:

@@ -178,6 +178,9 @@ def chosen_lines(pricer: Pricer, choices, infos) -> list[Line]:
             provider = get_provider(slug)
         except KeyError:
             continue
+        if not provider.available:
+            lines.append(Line(provider, error=provider.unavailable_reason))
+            continue
         try:
             options = provider.clean_options(raw)
         except Refusal as refusal:
@@ -203,6 +206,9 @@ def provider_totals(
     for provider in all_providers():
         row = ProviderTotal(provider, provider.slug in chosen)
         totals.append(row)
+        if not provider.available:  # not offered as an alternative either
+            row.error = provider.unavailable_reason
+            continue
         try:
             options = provider.clean_options(raw_options.get(provider.slug, {}))
         except Refusal as refusal:

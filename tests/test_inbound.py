@@ -1,5 +1,6 @@
 """Signed input links and the webhook door."""
 
+import json
 import time
 from unittest import mock
 
@@ -115,3 +116,95 @@ def test_a_stale_heartbeat_means_no_tracker(running_job):
     assert tracker.is_alive()
     Heartbeat.objects.update(beat_at=timezone.now() - timezone.timedelta(seconds=30))
     assert not tracker.is_alive()
+
+
+# --- bounded webhooks ----------------------------------------------------------------------
+@pytest.fixture
+def ximilar_job(running_job):
+    """A running job of a provider whose webhook bodies are read for the timeline."""
+    Job.objects.filter(pk=running_job.pk).update(provider="ximilar")
+    running_job.refresh_from_db()
+    return running_job
+
+
+NESTED = b"[" * 200_000 + b"]" * 200_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NESTED,
+        b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+        b"not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'"DONE"',
+    ],
+    ids=["nested-array", "nested-object", "not-json", "not-utf8", "a-list", "a-string"],
+)
+def test_an_unparsable_webhook_body_is_a_400_with_no_traceback(client, ximilar_job, body):
+    client.raise_request_exception = False
+    response = client.post(hook(ximilar_job), body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"ok": False, "error": "The body must be a JSON object."}
+    assert WebhookDelivery.objects.count() == 0
+    assert "Webhook" not in "".join(ximilar_job.events.values_list("detail", flat=True))
+
+
+def test_a_huge_webhook_body_is_refused_by_its_length_before_it_is_read(client, ximilar_job):
+    consumed = []
+
+    class Body:
+        """A request body that counts what the view reads of it."""
+
+        def read(self, size=-1):
+            consumed.append(size)
+            return b"{" + b" " * (max(size, 1) - 1)
+
+        readline = read
+
+    too_big = inbound.MAX_WEBHOOK_BYTES * 50
+    response = client.generic(
+        "POST",
+        hook(ximilar_job),
+        content_type="application/json",
+        CONTENT_LENGTH=str(too_big),
+        **{"wsgi.input": Body()},
+    )
+    assert response.status_code == 413
+    assert sum(max(n, 0) for n in consumed) <= inbound.MAX_WEBHOOK_BYTES + 1
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_deliveries_per_job_are_capped_and_alike_ones_share_one_note(client, ximilar_job):
+    for i in range(30):
+        body = json.dumps({"status": "PROCESSING", "id": str(i)}).encode()
+        response = client.post(hook(ximilar_job), body, content_type="application/json")
+        assert response.status_code == 200
+    assert WebhookDelivery.objects.filter(job=ximilar_job).count() == inbound.MAX_DELIVERIES_PER_JOB
+    notes = [d for d in ximilar_job.events.values_list("detail", flat=True) if "Webhook" in d]
+    assert notes == ["Webhook from Ximilar: says: PROCESSING. Confirming with Ximilar."]
+    body = json.dumps({"status": "DONE"}).encode()
+    response = client.post(hook(ximilar_job), body, content_type="application/json")
+    assert response.json() == {"ok": True, "ignored": "too many deliveries for this job"}
+
+
+def test_a_new_claim_after_alike_ones_gets_its_own_note(client, ximilar_job):
+    for status in ("PROCESSING", "PROCESSING", "DONE"):
+        body = json.dumps({"status": status, "nonce": time.monotonic_ns()}).encode()
+        client.post(hook(ximilar_job), body, content_type="application/json")
+    notes = [d for d in ximilar_job.events.values_list("detail", flat=True) if "Webhook" in d]
+    assert [n.split(": says: ")[1].split(".")[0] for n in notes] == ["PROCESSING", "DONE"]
+
+
+def test_a_link_signed_with_the_old_published_key_is_refused(client, running_job):
+    # Before keys were required, the source's fallback SECRET_KEY signed input links; a
+    # link forged with it must not open anything.
+    forged = signing.dumps(
+        {"j": running_job.pk, "p": running_job.provider},
+        key="dev-only-insecure-key-set-SECRET_KEY-in-production",
+        salt=inbound.INPUT_SALT,
+        compress=True,
+    )
+    assert client.get(f"/inputs/{forged}/").status_code == 404
+    assert client.get(path(inbound.input_url(running_job))).status_code == 200

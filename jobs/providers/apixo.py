@@ -143,12 +143,11 @@ class ApixoProvider(HttpProvider):
         # polling; the tracker gives up after POLL_MAX_SECONDS.
         return Running(job.provider_task_id)
 
-    def webhook_hint(self, body: bytes) -> str:
-        try:
-            data = json.loads(body)["data"]
-            state = str(data["state"])
-        except (ValueError, KeyError, TypeError):
+    def webhook_hint(self, data: dict) -> str:
+        data = data.get("data")
+        if not isinstance(data, dict) or "state" not in data:
             return "unreadable body"
+        state = str(data["state"])
         if state == "failed":
             return f"says: failed ({data.get('failCode') or 'no code'})"
         return f"says: {state}"
@@ -172,7 +171,7 @@ class ApixoProvider(HttpProvider):
             # envelope's `code`: classify it as if it were the HTTP status.
             status = code
             response = httpx.Response(code, headers=response.headers, request=response.request)
-        message = self.scrub(str(envelope.get("message") or ""))
+        message = str(envelope.get("message") or "")
         if not 200 <= status < 300:
             raise self.error(response, message)
         data = envelope.get("data")
@@ -187,14 +186,10 @@ class ApixoProvider(HttpProvider):
             message = FINAL_MESSAGES[status].format(message or f"HTTP {status}")
         return door.status_error(response, self.name, code, message)
 
-    def scrub(self, text: str) -> str:
-        # Never echo the key, even if an answer quotes it back.
-        return text.replace(self.api_key, "[key]") if self.api_key else text
-
     def failure_message(self, code: str, fail_msg, job) -> str:
         if code in FAILURES:
             return FAILURES[code]
-        said = f": {self.scrub(str(fail_msg))}" if fail_msg else ""
+        said = f": {fail_msg}" if fail_msg else ""
         return (
             f"APIXO could not upscale this image ({code}{said}). Run it again; if it keeps "
             f"failing, contact APIXO support with task id {job.provider_task_id}."

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from jobs.errors import ProviderError, Refusal  # noqa: F401  (part of this interface)
-from jobs.imaging import ImageInfo
+from jobs.imaging import ImageInfo, human_bytes
 
 
 # --- Results --------------------------------------------------------------------------
@@ -131,6 +131,16 @@ class Provider:
     def is_sandbox(self) -> bool:
         return False
 
+    @property
+    def available(self) -> bool:
+        """Whether jobs may be sent to it now (the local provider always)."""
+        return True
+
+    @property
+    def unavailable_reason(self) -> str:
+        """Why it is not available, in words that tell an admin what to set ("" if it is)."""
+        return ""
+
     # --- limits and prediction -------------------------------------------------------
     def check(self, image: ImageInfo, options: Mapping) -> None:
         """Raise Refusal if this provider cannot take the image with these options."""
@@ -149,9 +159,9 @@ class Provider:
         """Ask the provider to stop; False when it has no way to."""
         return False
 
-    def webhook_hint(self, body: bytes) -> str:
-        """What a webhook body claims, for the timeline. Never acted on: a webhook only
-        makes us confirm with the provider at once."""
+    def webhook_hint(self, data: dict) -> str:
+        """What a webhook body (already parsed: a JSON object) claims, for the timeline.
+        Never acted on: a webhook only makes us confirm with the provider at once."""
         return ""
 
     def first_poll_delay(self) -> float:
@@ -165,6 +175,12 @@ class Provider:
     def result_hosts(self) -> set[str]:
         """Hosts allowed to be private/plain http when downloading results."""
         return set()
+
+
+def fits_inline(size_bytes: int, max_body: int, room: int = 4096) -> bool:
+    """Whether an image of `size_bytes` fits, as base64, in a JSON body of at most
+    `max_body` bytes (`room` left for the rest of the body)."""
+    return 4 * -(-size_bytes // 3) + room <= max_body
 
 
 def _publicly_reachable(url: str) -> bool:
@@ -182,9 +198,12 @@ class HttpProvider(Provider):
 
     No key configured: the adapter talks to the sandbox, the local emulator mounted at
     PUBLIC_BASE_URL/sandbox/<slug>, with the sandbox's key. Same code path either way.
+    With no key and sandboxes off (production's default) there is nothing to talk to:
+    the provider is unavailable until an admin sets its key.
     """
 
     default_base_url = ""
+    key_setting = ""  # the environment variable holding the key; "" means <SLUG>_API_KEY
 
     @property
     def _config(self) -> Mapping:
@@ -193,6 +212,23 @@ class HttpProvider(Provider):
     @property
     def is_sandbox(self) -> bool:
         return not self._config.get("api_key")
+
+    @property
+    def key_env(self) -> str:
+        return self.key_setting or f"{self.slug.upper()}_API_KEY"
+
+    @property
+    def available(self) -> bool:
+        return bool(self._config.get("api_key")) or settings.SANDBOX_ENABLED
+
+    @property
+    def unavailable_reason(self) -> str:
+        if self.available:
+            return ""
+        return (
+            f"{self.name} is not set up on this portal: an admin needs to set {self.key_env} "
+            "(its API key)."
+        )
 
     @property
     def api_key(self) -> str:
@@ -211,6 +247,25 @@ class HttpProvider(Provider):
 
     def result_hosts(self) -> set[str]:
         return {urlsplit(self.base_url).hostname or ""}
+
+    @property
+    def input_links_reachable(self) -> bool:
+        """Whether the provider can fetch our signed input links: the sandbox always can,
+        a real provider only if PUBLIC_BASE_URL is not a loopback or private address."""
+        return self.is_sandbox or _publicly_reachable(settings.PUBLIC_BASE_URL)
+
+    def unreachable_link_refusal(self, image: ImageInfo, inline_max: int) -> Refusal:
+        """The refusal for an image too big to send inline that the provider could not
+        fetch by link either."""
+        most = human_bytes((inline_max - 4096) * 3 // 4)
+        return Refusal(
+            f"This image ({human_bytes(image.size_bytes)}) is too large to send to {self.name} "
+            f"inside the request (about {most} at most), and {self.name} cannot fetch it "
+            f"from this portal: PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) is not a public "
+            "address. Use a smaller image, or ask an admin to set PUBLIC_BASE_URL to the "
+            "portal's public address.",
+            "input_unreachable",
+        )
 
     def webhook_url(self, job) -> str:
         return f"{settings.PUBLIC_BASE_URL}/hooks/{self.slug}/{job.pk}/{job.webhook_token}/"

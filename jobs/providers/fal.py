@@ -9,7 +9,6 @@ IN_PROGRESS, 200 once COMPLETED, which may carry `error`/`error_type`), then
 """
 
 import base64
-import json
 
 import httpx
 
@@ -24,6 +23,7 @@ from jobs.providers.base import (
     ProviderError,
     Refusal,
     Running,
+    fits_inline,
 )
 
 MODEL = "clarityai/crystal-upscaler"
@@ -33,6 +33,10 @@ REQUESTS = f"/{MODEL}/requests"
 MAX_OUTPUT_PIXELS = 100_000_000  # INDEX.md: output capped at 100 MP
 MAX_OUTPUT_SIDE = 65535
 KEY_SETTING = "FAL_KEY"
+# Assumption: fal documents no request size. Our sandbox takes 30 MB, and so do we: an
+# image whose data: URI would not fit (a 25 MB upload is ~34 MB as base64) goes as a
+# signed link to our copy instead, which fal fetches (`image_url` takes http(s) too).
+INLINE_MAX_BYTES = 30 * 1024 * 1024
 
 # fal's `error_type`s (docs.fal.ai "Request Error Types") in words a non-developer reads.
 PLAIN_ERROR_TYPES = {
@@ -51,6 +55,7 @@ class FalProvider(HttpProvider):
     name = "fal.ai Crystal"
     summary = "clarityai/crystal-upscaler on fal.ai: any scale 1-200, optional creativity."
     default_base_url = "https://queue.fal.run"
+    key_setting = KEY_SETTING
     supports_webhook = True
     supports_cancel = True
     options = (
@@ -89,16 +94,24 @@ class FalProvider(HttpProvider):
                 "side. Pick a smaller scale factor.",
                 "output_too_large",
             )
+        if not fits_inline(image.size_bytes, INLINE_MAX_BYTES) and not self.input_links_reachable:
+            raise self.unreachable_link_refusal(image, INLINE_MAX_BYTES)
 
     # --- wire contract ------------------------------------------------------------------
     def _headers(self) -> dict:
         return {"Authorization": f"Key {self.api_key}", "Accept": "application/json"}
 
     async def submit(self, job, http):
-        with job.input_file.open("rb") as stream:
-            encoded = base64.b64encode(stream.read()).decode("ascii")
+        if fits_inline(job.input_bytes, INLINE_MAX_BYTES):
+            with job.input_file.open("rb") as stream:
+                encoded = base64.b64encode(stream.read()).decode("ascii")
+            image_url = f"data:{CONTENT_TYPES[job.input_format]};base64,{encoded}"
+        else:
+            from jobs import inbound  # not at the top: inbound imports the provider registry
+
+            image_url = inbound.input_url(job)  # too big to inline: fal fetches our copy
         body = {
-            "image_url": f"data:{CONTENT_TYPES[job.input_format]};base64,{encoded}",
+            "image_url": image_url,
             "scale_factor": float(job.options["scale"]),
             "creativity": float(job.options["creativity"]),
         }
@@ -154,12 +167,10 @@ class FalProvider(HttpProvider):
         # fal simply took it off the queue.
         return _json(response).get("status") in ("CANCELLATION_REQUESTED", "OK")
 
-    def webhook_hint(self, body):
-        try:
-            data = json.loads(body)
-            status = data["status"]
-        except (ValueError, TypeError, KeyError):
+    def webhook_hint(self, data: dict) -> str:
+        if "status" not in data:
             return "unreadable body"
+        status = data["status"]
         if status == "ERROR":
             return f"says: ERROR ({str(data.get('error') or 'no reason given')[:100]})"
         return f"says: {str(status)[:20]}"
@@ -175,7 +186,7 @@ class FalProvider(HttpProvider):
         reason = PLAIN_ERROR_TYPES.get(error_type, "fal.ai reported an error")
         return Failed(
             error_type or "fal_error",
-            f"{self.name} could not upscale this image: {reason} ({self._scrub(error)}).",
+            f"{self.name} could not upscale this image: {reason} ({error}).",
         )
 
     def _error(self, response: httpx.Response, what: str) -> ProviderError:
@@ -220,12 +231,7 @@ class FalProvider(HttpProvider):
         if not detail:
             detail = body.get("status") or response.text[:200] or f"HTTP {response.status_code}"
         error_type = body.get("error_type") or response.headers.get("X-Fal-Error-Type", "")
-        return self._scrub(str(detail)), str(error_type)
-
-    def _scrub(self, text) -> str:
-        # fal does not echo keys, but a provider's words are stored and shown: make sure.
-        text = str(text)
-        return text.replace(self.api_key, "[key]") if self.api_key else text
+        return str(detail), str(error_type)
 
 
 def first_image_url(result: dict) -> str:

@@ -108,7 +108,7 @@ class PixelcutProvider(HttpProvider):
             "Pixelcut answers each upscale at once and has no status endpoint to check.",
         )
 
-    def webhook_hint(self, body: bytes) -> str:
+    def webhook_hint(self, data: dict) -> str:
         return "ignored: Pixelcut sends no webhooks"
 
     def _error(self, response: httpx.Response) -> ProviderError:

@@ -12,7 +12,6 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.providers.apixo import ApixoProvider
 from jobs.sandbox import engine
 from jobs.sandbox.models import SandboxTask
 
@@ -20,6 +19,11 @@ SLUG = "apixo"
 # Assumption: the document only says to download results promptly; links live 24 h here.
 RESULT_TTL = 24 * 3600
 FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}  # jpeg: an alias
+# Assumption (INDEX.md, APIXO): a tier is the output's long edge, the aspect ratio kept;
+# the document does not say.
+LONG_EDGE = {"2k": 2048, "4k": 4096, "8k": 8192}
+# The document gives no request size (a request carries a URL): the default cap applies.
+BODY_MAX_BYTES = engine.BODY_MAX_BYTES
 
 # "Request validation" table of the document, word for word.
 MISSING_INPUT = "The required parameter {{input}} is missing."
@@ -37,6 +41,10 @@ NOT_JSON = "Content-Type must be application/json."
 INVALID_REQUEST_TYPE = "Invalid request_type. Supported: async, callback"
 MISSING_CALLBACK = "The required parameter {{callback_url}} is missing."
 MISSING_TASK_ID = "The required parameter {{taskId}} is missing."
+CALLBACK_REFUSED = (
+    "The parameter {{callback_url}} must be an address under the portal's own /hooks/ "
+    "(this sandbox calls back nowhere else)."
+)
 
 # HTTP statuses, with the "Meaning" column of the document's error table as the message.
 STATUS_MESSAGES = {
@@ -45,6 +53,8 @@ STATUS_MESSAGES = {
     402: "Insufficient balance or quota",
     403: "Key or route cannot access the model",
     404: "Task not found",
+    411: "Content length required",  # not in the document (the sandbox's body cap)
+    413: "Request body too large",  # likewise
     429: "Rate limit or concurrency limit reached",
     500: "Server or unmapped upstream error",
     502: "Upstream service error",
@@ -65,6 +75,13 @@ STATES = {  # task.phase() -> APIXO's state
     "failed": "failed",
     "canceled": "failed",  # APIXO has no cancel; never reached
 }
+
+
+def output_size(width: int, height: int, resolution: str) -> tuple[int, int]:
+    edge = LONG_EDGE[resolution]
+    if width >= height:
+        return edge, max(1, round(height * edge / width))
+    return max(1, round(width * edge / height)), edge
 
 
 def envelope(code: int, message: str, data=None) -> JsonResponse:
@@ -94,10 +111,13 @@ def validate(body) -> tuple[str, dict]:
     request_type = body.get("request_type", "async")
     if request_type not in ("async", "callback"):
         return INVALID_REQUEST_TYPE, {}
-    # The real API wants a public https callback_url; this local sandbox takes http too.
+    # The real API wants a public https callback_url; this local sandbox takes http too,
+    # but only to our own /hooks/.
     callback_url = body.get("callback_url")
     if request_type == "callback" and not (isinstance(callback_url, str) and callback_url):
         return MISSING_CALLBACK, {}
+    if request_type == "callback" and not engine.is_our_hook(callback_url):
+        return CALLBACK_REFUSED, {}
     given = body.get("input")
     if not isinstance(given, dict):
         return MISSING_INPUT, {}
@@ -141,7 +161,11 @@ def generate(request):
     if request.content_type != "application/json":
         return refuse(400, NOT_JSON)
     try:
-        body = json.loads(request.body)
+        raw = engine.read_body(request, BODY_MAX_BYTES)
+    except engine.BodyRefused as refused:
+        return refuse(refused.status)
+    try:
+        body = json.loads(raw)
     except ValueError:
         body = None
     problem, given = validate(body)
@@ -159,7 +183,7 @@ def generate(request):
         )
         SandboxTask.objects.filter(pk=task.pk).update(failure_code="ImageFormatIncorrect")
     else:
-        width, height = ApixoProvider().output_size(info, params)
+        width, height = output_size(info.width, info.height, given["resolution"])
         task = engine.create_task(
             SLUG, data, webhook_url=hook, width=width, height=height, format=fmt, **params
         )

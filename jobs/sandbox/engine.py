@@ -1,12 +1,20 @@
 """What every sandbox shares: tasks that progress with time, faults, real output made
 with Pillow, expiring result links, webhook delivery. Each provider module
-(`jobs/sandbox/<slug>.py`) adds only its paths, auth, validation and wire format."""
+(`jobs/sandbox/<slug>.py`) adds only its paths, auth, validation and wire format.
 
+The sandboxes are reachable by anyone who can reach the portal, so they are fenced: the
+network only through the one HTTP door (`jobs.http`) and only to the portal's own
+PUBLIC_BASE_URL (inputs) or its /hooks/ (webhooks); request bodies capped before they
+are read; every failed fetch worded the same.
+"""
+
+import asyncio
 import io
 import logging
 import threading
 import time
 import uuid
+import warnings
 
 import httpx
 from django.conf import settings
@@ -20,16 +28,44 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from jobs import http as door
 from jobs import imaging
+from jobs.errors import ProviderError
 from jobs.sandbox.models import SandboxFaults, SandboxTask
 
 log = logging.getLogger(__name__)
 FILE_SALT = "sandbox-result"
 _pending_webhooks: set[threading.Timer] = set()
 
+MB = 1024 * 1024
+# Caps where a provider's document gives none (only Pixelcut's gives one, 25 MB): large
+# enough for any request our adapters send (they send a link instead of a bigger inline
+# image), small enough that a caller cannot make the web process hold much.
+BODY_MAX_BYTES = 30 * MB  # a request body
+INPUT_MAX_BYTES = 30 * MB  # an input image fetched by URL
+INPUT_MAX_PIXELS = 100_000_000  # the emulators' own guard against decompression bombs
+FETCH_DEADLINE = 20.0  # seconds to fetch an input, redirects included
+WEBHOOK_DEADLINE = 30.0  # seconds for one delivery (APIXO wants an answer within 30 s)
+WEBHOOK_ANSWER_MAX_BYTES = 64 * 1024  # what we read of the answer to a webhook
+_READ_PIECE = 64 * 1024
+# One text for every failed fetch, whatever happened (refused address, no connection,
+# no answer, an error status, too big): an emulator that told "could not connect" from
+# "answered 404" would be a port scanner for whoever calls it.
+FETCH_FAILED = "the image could not be fetched from its URL"
+
 
 class InputError(Exception):
     """The input could not be fetched or decoded (the provider module words the error)."""
+
+
+class BodyRefused(Exception):
+    """A request body refused before it was read: 413 (over the cap), 411 (no length,
+    on a server that cannot tell us where the body ends) or 400 (a nonsense length).
+    The provider module words the answer."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
 
 
 # --- faults ----------------------------------------------------------------------------
@@ -92,20 +128,126 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def fetch_input(url: str) -> bytes:
-    """Fetch an input image by URL, as the real provider would."""
-    try:
-        response = httpx.get(url, timeout=20, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise InputError(f"could not fetch the image: {exc.__class__.__name__}") from None
-    if response.status_code != 200:
-        raise InputError(f"fetching the image answered {response.status_code}")
-    return response.content
+# --- the fence: bodies in, fetches and webhooks out ----------------------------------
+def read_body(request, cap: int = BODY_MAX_BYTES) -> bytes:
+    """The request body, never more than `cap` bytes of it read: refused by its announced
+    length before a byte is read, or after cap + 1 bytes when no length was announced.
+    Raises BodyRefused. (Not `request.body`: Django would refuse anything over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, which is smaller than the bodies an API takes.)"""
+    meta = request.META
+    declared = meta.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BodyRefused(400) from None
+        if length > cap:
+            raise BodyRefused(413)
+        return _read_at_most(request, cap)  # Django's stream stops at Content-Length
+    if meta.get("wsgi.input_terminated"):
+        # The server ends the stream with the body (gunicorn de-chunks a chunked body):
+        # read it ourselves, since Django reads no body without a Content-Length.
+        return _read_at_most(meta["wsgi.input"], cap)
+    if meta.get("HTTP_TRANSFER_ENCODING"):
+        # A body of unknown length on a server that cannot end it for us (Django's own
+        # passes none of it on): say so, rather than take it as empty.
+        raise BodyRefused(411)
+    return b""
 
 
-def decode_input(data: bytes) -> imaging.ImageInfo:
+def _read_at_most(stream, cap: int) -> bytes:
+    pieces, total = [], 0
+    while total <= cap:
+        piece = stream.read(min(_READ_PIECE, cap + 1 - total))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    if total > cap:
+        raise BodyRefused(413)
+    return b"".join(pieces)
+
+
+def own_origin() -> door.Rules:
+    """Where a sandbox may connect: the portal's own PUBLIC_BASE_URL (scheme, host and
+    port), where our adapters' signed input links and webhooks live. Nothing else, not
+    even another port of the same host."""
+    return door.Rules(
+        trusted_origins=frozenset({door.origin(settings.PUBLIC_BASE_URL)}), public=False
+    )
+
+
+def is_our_hook(url) -> bool:
+    """Whether `url` is under PUBLIC_BASE_URL/hooks/, the one place a sandbox delivers
+    webhooks (anywhere else, a caller would be using us to POST for them)."""
+    if not isinstance(url, str):
+        return False
     try:
-        return imaging.inspect_result(data, 100_000_000)
+        target = httpx.URL(url)
+        hooks = httpx.URL(f"{settings.PUBLIC_BASE_URL}/hooks/")
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    return (
+        target.scheme in ("http", "https")
+        and door.origin(target) == door.origin(hooks)
+        and not target.userinfo
+        and target.path.startswith(hooks.path)
+        and ".." not in target.path.split("/")
+    )
+
+
+def _client() -> httpx.AsyncClient:
+    # The emulator's own client, not jobs.http.client(): it plays another party, whose
+    # requests are not the portal's. No proxy from the environment either, so the
+    # connection goes to the address the door vetted.
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(FETCH_DEADLINE),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": "UpscalerPortal-Sandbox/1.0"},
+    )
+
+
+def fetch_input(url: str, max_bytes: int = INPUT_MAX_BYTES) -> bytes:
+    """Fetch an input image by URL, as the real provider would: through the door, from
+    our own origin only (redirects checked again), capped in size and time."""
+
+    async def go():
+        async with _client() as http:
+            return await door.fetch(
+                http, "GET", url, own_origin(), max_bytes=max_bytes, deadline=FETCH_DEADLINE
+            )
+
+    try:
+        status, body = asyncio.run(go())
+    except (ProviderError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError):
+        raise InputError(FETCH_FAILED) from None
+    if status != 200:
+        raise InputError(FETCH_FAILED)
+    return body
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the image's header states them, not a pixel decoded; None when
+    Pillow finds no header it can read (the full decode then says what is wrong)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+        except Exception:  # Pillow raises many kinds for what is not an image it reads
+            return None
+
+
+def decode_input(data: bytes, limit=None, max_pixels: int = INPUT_MAX_PIXELS) -> imaging.ImageInfo:
+    """Decode an input image. `limit(width, height)`, the provider module's own check,
+    sees the size from the header first and may raise its own refusal: an image over a
+    provider's limits is refused before its pixels are decoded."""
+    size = header_size(data)
+    if size and limit:
+        limit(*size)
+    try:
+        return imaging.inspect_result(data, max_pixels)
     except imaging.ImageRefused as refusal:
         raise InputError(refusal.message) from None
 
@@ -229,15 +371,33 @@ def wait_for_webhooks(timeout: float = 15.0) -> None:
 
 
 def _post(url: str, body: dict, headers: dict, retries: int) -> None:
+    # Checked at submit already; checked again here, where the request is made.
+    if not is_our_hook(url):
+        log.warning("sandbox webhook not sent: its URL is not under PUBLIC_BASE_URL/hooks/")
+        return
     for attempt in range(retries + 1):
         try:
-            response = httpx.post(url, json=body, headers=headers, timeout=30)
-            if response.status_code < 300:
+            status, _answer = asyncio.run(_send_webhook(url, body, headers))
+            if status < 300:
                 return
-        except httpx.HTTPError:
-            pass
+        except (ProviderError, httpx.HTTPError, httpx.InvalidURL, OSError, TypeError, ValueError):
+            pass  # a caller's odd webhook headers included: the delivery failed, that is all
         if attempt < retries:
             time.sleep(1.0)  # the emulated provider's own retry pause, in its own thread
+
+
+async def _send_webhook(url: str, body: dict, headers: dict) -> tuple[int, bytes]:
+    async with _client() as http:
+        return await door.fetch(
+            http,
+            "POST",
+            url,
+            own_origin(),
+            max_bytes=WEBHOOK_ANSWER_MAX_BYTES,
+            deadline=WEBHOOK_DEADLINE,
+            json=body,
+            headers=headers,
+        )
 
 
 def image_size(data: bytes) -> tuple[int, int]:

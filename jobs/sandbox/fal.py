@@ -25,11 +25,18 @@ from django.urls import path, reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from jobs.providers.fal import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, MODEL
 from jobs.sandbox import engine
 from jobs.sandbox.models import SandboxTask
 
 SLUG = "fal"
+MODEL = "clarityai/crystal-upscaler"  # doc 002, "Model ID"
+# INDEX.md (fal): output is capped at 100 MP and 65535 px a side.
+MAX_OUTPUT_PIXELS = 100_000_000
+MAX_OUTPUT_SIDE = 65535
+# fal documents no request size; the sandboxes' default cap applies. Our adapter sends a
+# link instead of a data: URI that would not fit (a 25 MB image is ~34 MB as base64).
+BODY_MAX_BYTES = engine.BODY_MAX_BYTES
+WEBHOOK_REFUSED = "This sandbox delivers webhooks only to the portal's own /hooks/ address"
 RESULT_TTL = 3600  # assumption (INDEX.md): fal's result links last one hour
 WEBHOOK_RETRIES = 2  # real fal retries 10 times over 2 hours; compressed for the sandbox
 # Assumption: the model answers PNG (fal's own example result is a .png).
@@ -111,6 +118,14 @@ def _fault(status: int) -> JsonResponse:
     if body.get("error_type"):
         response["X-Fal-Error-Type"] = body["error_type"]
     return response
+
+
+def _body_refused(status: int) -> JsonResponse:
+    if status == 413:
+        return _detail(413, "Request body too large")
+    if status == 411:
+        return _detail(411, "Content length required")
+    return _detail(400, "Invalid request body")
 
 
 def _task(request_id: str) -> SandboxTask | None:
@@ -221,6 +236,23 @@ def _number(body: dict, field: str, default: float, low: float, high: float, err
     return float(value)
 
 
+class OutputTooLarge(Exception):
+    def __init__(self, width: int, height: int):
+        super().__init__(f"{width}x{height}")
+        self.width, self.height = width, height
+
+
+def _output_limit(scale: float):
+    """fal's output limit, checked on the input's header before its pixels are decoded."""
+
+    def check(width: int, height: int) -> None:
+        width, height = round(width * scale), round(height * scale)
+        if width * height > MAX_OUTPUT_PIXELS or max(width, height) > MAX_OUTPUT_SIDE:
+            raise OutputTooLarge(width, height)
+
+    return check
+
+
 def _input_bytes(image_url: str) -> bytes:
     """The image behind `image_url`: a data: URI, or an http(s) URL fetched like fal does."""
     if image_url.startswith("data:"):
@@ -245,9 +277,11 @@ def queue_submit(request):
     if refused:
         return refused
     try:
-        # request.read(), not request.body: the emulated API takes bodies past Django's
-        # DATA_UPLOAD_MAX_MEMORY_SIZE (a 25 MB upload is ~34 MB as a data URI).
-        body = json.loads(request.read() or b"null")
+        raw = engine.read_body(request, BODY_MAX_BYTES)
+    except engine.BodyRefused as refused:
+        return _body_refused(refused.status)
+    try:
+        body = json.loads(raw or b"null")
     except ValueError:
         return _detail(422, [_invalid(None, "JSON decode error", "json_invalid")])
     if not isinstance(body, dict):
@@ -261,27 +295,33 @@ def queue_submit(request):
         errors.append(_invalid("image_url", "Input should be a valid string", "string_type"))
     scale = _number(body, "scale_factor", 2.0, 1, 200, errors)
     creativity = _number(body, "creativity", 0.0, 0, 10, errors)
+    hook = request.GET.get("fal_webhook", "")
+    if hook and not engine.is_our_hook(hook):
+        errors.append(
+            {"loc": ["query", "fal_webhook"], "msg": WEBHOOK_REFUSED, "type": "value_error"}
+        )
     if errors:
         return _detail(422, errors)
 
     try:
         data = _input_bytes(image_url)
-        info = engine.decode_input(data)
+        info = engine.decode_input(data, limit=_output_limit(scale))
     except engine.InputError as exc:
         kind = "file_download_error" if image_url.startswith("http") else "image_load_error"
         msg = f"Failed to load the image ({exc}). Please ensure it is a valid image."
         return _detail(422, [_invalid("image_url", msg, kind)])
-    width, height = round(info.width * scale), round(info.height * scale)
-    if width * height > MAX_OUTPUT_PIXELS or max(width, height) > MAX_OUTPUT_SIDE:
-        msg = f"The upscaled image ({width}x{height}) would exceed the maximum of 100 megapixels."
+    except OutputTooLarge as too_large:
+        size = f"{too_large.width}x{too_large.height}"
+        msg = f"The upscaled image ({size}) would exceed the maximum of 100 megapixels."
         return _detail(
             422, [_invalid("scale_factor", msg, "image_too_large", max_pixels=MAX_OUTPUT_PIXELS)]
         )
+    width, height = round(info.width * scale), round(info.height * scale)
 
     task = engine.create_task(
         SLUG,
         data,
-        webhook_url=request.GET.get("fal_webhook", ""),
+        webhook_url=hook,
         width=width,
         height=height,
         format=OUTPUT_FORMAT,

@@ -36,6 +36,12 @@ OUTPUT_FORMAT = "PNG"
 RESULT_TTL = 3600
 # Valid webhook_events_filter values as the doc lists them.
 EVENT_FILTERS = {"*", "completed"}
+# The doc gives no limit for a request (it carries a URL, not the image): the sandboxes'
+# default cap applies (engine.BODY_MAX_BYTES).
+WEBHOOK_REFUSED = (
+    "Invalid request parameters: this sandbox delivers webhooks only to the portal's own "
+    "/hooks/ address"
+)
 
 # The doc's own texts (its status table). 402 is not in the table (INDEX.md: "no
 # credits"); its text is an assumption.
@@ -47,6 +53,9 @@ ERROR_TEXTS = {
     404: "Endpoint not found",
     429: "Rate limit exceeded, please retry later",
     500: "An unexpected error occurred, please try again later",
+    # Not in the doc's table (the sandbox's body cap): worded like the rest.
+    411: "Content length required",
+    413: "Request body too large",
 }
 
 # task.phase() -> the status endpoint's words / Replicate's words (submit, webhook).
@@ -77,9 +86,15 @@ def generate(request):
         return refused
     if not _authorized(request):
         return _error(401)
-    body = _valid_body(request.body)
+    try:
+        raw = engine.read_body(request)
+    except engine.BodyRefused as refused:
+        return _error(refused.status)
+    body = _valid_body(raw)
     if body is None:
         return _error(400)
+    if "webhook" in body and not engine.is_our_hook(body["webhook"]):
+        return _error(400, WEBHOOK_REFUSED)
     try:
         # Fetched at submit, so a link that does not work is refused at once.
         data = engine.fetch_input(body["image"])

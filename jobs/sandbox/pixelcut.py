@@ -10,7 +10,10 @@ Our decisions where the document is silent:
 - `scale` is required (missing_parameter when absent); in JSON it must be the number 2
   or 4, in a form the text "2" or "4".
 - an image under 64x64 answers invalid_parameter (no documented code fits better);
-- an `image_url` that cannot be fetched answers invalid_parameter;
+- an `image_url` that cannot be fetched answers invalid_parameter, with one text
+  whatever went wrong (the sandbox fetches only from the portal's own address);
+- a body over the 25 MB file (plus room for the multipart around it) answers 413
+  file_size_too_large before it is read;
 - 500 and 503 answer `{"error": "Internal service error"}` with no error_code (the
   document gives the text only).
 """
@@ -23,9 +26,9 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponse, JsonResponse
-from django.http.multipartparser import MultiPartParserError
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.urls import path
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
@@ -36,7 +39,9 @@ from jobs.sandbox import engine
 
 SLUG = "pixelcut"
 RESULT_TTL = 3600  # "valid for 1 hour"
-MAX_BYTES = 25 * 1024 * 1024
+MAX_BYTES = 25 * 1024 * 1024  # "Max size: 25MB"
+# A multipart body is the file and a little more (boundaries, part headers, `scale`).
+BODY_MAX_BYTES = MAX_BYTES + 1024 * 1024
 MIN_SIDE = 64
 MAX_SIDE = {2: 3000, 4: 1500}
 MAX_OUTPUT_SIDE = 6000
@@ -90,6 +95,13 @@ def status_answer(status: int) -> JsonResponse:
     return JsonResponse(STATUS_BODIES.get(status, SERVER_ERROR), status=status)
 
 
+def body_refused(status: int) -> JsonResponse:
+    """A body refused unread, in Pixelcut's shape: too large is the documented
+    file_size_too_large (with 413, as it was never read); otherwise invalid_request_body."""
+    code = "file_size_too_large" if status == 413 else "invalid_request_body"
+    return JsonResponse({"error": TEXTS[code], "error_code": code}, status=status)
+
+
 def forget() -> None:
     """Empty the rate limiter's memory (tests)."""
     with _seen_lock:
@@ -110,20 +122,18 @@ def too_many(key: str) -> int:
 
 
 # --- the request ------------------------------------------------------------------------
-def read_request(request) -> tuple[bytes, int]:
-    """(image bytes, scale) from a multipart or JSON body, or raise Refused."""
+def read_request(request, raw: bytes) -> tuple[bytes, int]:
+    """(image bytes, scale) from a multipart or JSON body (`raw`, read already), or raise
+    Refused."""
     content_type = request.content_type or ""
     if content_type == "multipart/form-data":
-        try:
-            fields, upload = request.POST, request.FILES.get("image")
-        except (MultiPartParserError, RequestDataTooBig):
-            raise Refused("invalid_request_body") from None
+        fields, upload = parse_form(request, raw)
         image_url = fields.get("image_url", "")
         scale = parse_scale(fields.get("scale"), text=True)
     elif content_type == "application/json":
         try:
-            fields = json.loads(request.body or b"")
-        except (ValueError, RequestDataTooBig):
+            fields = json.loads(raw or b"")
+        except ValueError:
             raise Refused("invalid_request_body") from None
         if not isinstance(fields, dict):
             raise Refused("invalid_request_body")
@@ -140,12 +150,23 @@ def read_request(request) -> tuple[bytes, int]:
     if not isinstance(image_url, str) or not image_url.startswith(("http://", "https://")):
         raise Refused("invalid_parameter", "image_url")
     try:
-        data = engine.fetch_input(image_url)
+        # Over 25 MB is a failed fetch too: one text for every way a fetch fails.
+        data = engine.fetch_input(image_url, max_bytes=MAX_BYTES)
     except engine.InputError as exc:
         raise Refused("invalid_parameter", f"image_url ({exc})") from None
-    if len(data) > MAX_BYTES:
-        raise Refused("file_size_too_large")
     return data, scale
+
+
+def parse_form(request, raw: bytes):
+    """(fields, the `image` file or None) of a multipart body read into memory already
+    (capped), parsed as Django would parse it from the connection."""
+    meta = {**request.META, "CONTENT_LENGTH": str(len(raw))}
+    try:
+        parser = MultiPartParser(meta, io.BytesIO(raw), request.upload_handlers, request.encoding)
+        fields, files = parser.parse()
+    except (MultiPartParserError, SuspiciousOperation):  # too many fields, and the like
+        raise Refused("invalid_request_body") from None
+    return fields, files.get("image")
 
 
 def parse_scale(raw, *, text: bool) -> int:
@@ -157,9 +178,11 @@ def parse_scale(raw, *, text: bool) -> int:
     return allowed[raw]
 
 
-def decode(data: bytes):
+def decode(data: bytes, scale: int):
+    """The image's size and nature; its documented limits judged from the header, before
+    a pixel is decoded."""
     try:
-        return engine.decode_input(data)
+        return engine.decode_input(data, limit=lambda w, h: check_size(w, h, scale))
     except engine.InputError:
         # A readable image of a kind we do not take, or no image at all?
         try:
@@ -170,13 +193,13 @@ def decode(data: bytes):
         raise Refused("unsupported_image_format" if readable else "malformed_image") from None
 
 
-def check_size(info, scale: int) -> None:
-    if info.width < MIN_SIDE or info.height < MIN_SIDE:
+def check_size(width: int, height: int, scale: int) -> None:
+    if width < MIN_SIDE or height < MIN_SIDE:
         raise Refused("invalid_parameter", f"image must be at least {MIN_SIDE}x{MIN_SIDE}px")
     side = MAX_SIDE[scale]
-    if info.width > side or info.height > side:
+    if width > side or height > side:
         raise Refused("resolution_too_high", f"at most {side}x{side}px at {scale}x")
-    if max(info.width, info.height) * scale > MAX_OUTPUT_SIDE:
+    if max(width, height) * scale > MAX_OUTPUT_SIDE:
         raise Refused("resolution_too_high", f"output at most {MAX_OUTPUT_SIDE}px")
 
 
@@ -198,9 +221,12 @@ def upscale(request):
         # The document promises no Retry-After; we send one as a courtesy.
         return engine.retry_after_headers(status_answer(429), wait)
     try:
-        data, scale = read_request(request)
-        info = decode(data)
-        check_size(info, scale)
+        raw = engine.read_body(request, BODY_MAX_BYTES)
+    except engine.BodyRefused as refused:
+        return body_refused(refused.status)
+    try:
+        data, scale = read_request(request, raw)
+        info = decode(data, scale)
     except Refused as refused:
         return error(refused.code, refused.detail)
 

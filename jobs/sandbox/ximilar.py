@@ -58,6 +58,12 @@ SERVER_ERROR = "A server error occurred."
 ONE_RECORD = "Only one record is allowed."
 NEEDS_IMAGE = "The record needs _url or _base64."
 UNREADABLE = "Could not read the image: {reason}"
+WEBHOOK_REFUSED = "This sandbox delivers webhooks only to the portal's own /hooks/ address."
+TOO_LARGE = "Request body too large."
+LENGTH_REQUIRED = "Content length required."
+# The doc gives no request size; the sandboxes' default cap applies. Our adapter sends
+# `_url` instead of a `_base64` that would not fit (a 25 MB image is ~34 MB as base64).
+BODY_MAX_BYTES = engine.BODY_MAX_BYTES
 
 
 def error(status: int, detail, **headers) -> JsonResponse:
@@ -150,6 +156,8 @@ def validate(body) -> tuple[dict, dict]:
             errors["webhook"] = [f'Expected a dictionary of items but got type "{kind}".']
         elif not isinstance(hook.get("endpoint"), str) or not hook["endpoint"]:
             errors["webhook"] = {"endpoint": [REQUIRED]}
+        elif not engine.is_our_hook(hook["endpoint"]):
+            errors["webhook"] = {"endpoint": [WEBHOOK_REFUSED]}
         elif not isinstance(hook.get("headers", {}), dict):
             errors["webhook"] = {"headers": ["Expected a dictionary of items."]}
     records = body.get("records")
@@ -183,7 +191,12 @@ def read_image(record: dict) -> bytes:
 @api("POST")
 def submit(request):
     try:
-        body = json.loads(request.body)
+        raw = engine.read_body(request, BODY_MAX_BYTES)
+    except engine.BodyRefused as refused:
+        detail = {413: TOO_LARGE, 411: LENGTH_REQUIRED}.get(refused.status, DEFAULT_DETAIL[400])
+        return error(refused.status, detail)
+    try:
+        body = json.loads(raw)
     except ValueError as exc:
         return error(400, f"JSON parse error - {exc}")
     errors, record = validate(body)

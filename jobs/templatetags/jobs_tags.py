@@ -1,3 +1,5 @@
+import math
+
 from django import template
 
 from jobs.imaging import human_bytes
@@ -18,6 +20,12 @@ def duration(value):
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def minutes(value) -> int:
+    """A timedelta in whole minutes, rounded up: how long someone has to wait."""
+    return math.ceil(value.total_seconds() / 60) if value is not None else 0
 
 
 @register.filter

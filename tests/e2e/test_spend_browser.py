@@ -53,7 +53,7 @@ def test_staff_review_spend_with_a_chart(page, portal):
     page.wait_for_url("**/spend/")
     expect(page.get_by_role("heading", name="Spend", exact=True)).to_be_visible()
     expect(page.locator(f"#budget-{team_id}")).to_contain_text("of $5.00")
-    expect(page.locator(f"#budget-{team_id} .meter span")).to_be_visible()
+    expect(page.locator(f"#budget-{team_id} meter.meter")).to_be_visible()
 
     canvas = page.locator("#spend-chart")
     expect(canvas).to_be_visible()

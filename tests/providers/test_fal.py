@@ -311,10 +311,11 @@ def test_a_stale_webhook_after_success_changes_nothing(fal, submit, client):
 
 def test_the_webhook_hint_reads_fals_bodies_and_tolerates_garbage():
     provider = get_provider("fal")
-    assert provider.webhook_hint(json.dumps(fixture("webhook_ok")).encode()) == "says: OK"
-    error = provider.webhook_hint(json.dumps(fixture("webhook_error")).encode())
+    assert provider.webhook_hint(fixture("webhook_ok")) == "says: OK"
+    error = provider.webhook_hint(fixture("webhook_error"))
     assert error == "says: ERROR (Invalid status code: 500)"
-    for garbage in (b"", b"\xff\xfe", b"[1, 2]", b'{"no": "status"}', b"null"):
+    # Bodies that are not JSON objects never get here: the hook view answers them 400.
+    for garbage in ({}, {"no": "status"}):
         assert provider.webhook_hint(garbage) == "unreadable body"
 
 

@@ -336,10 +336,11 @@ def test_it_ignores_a_stale_webhook_after_success(sandbox, submit, client):
     ],
 )
 def test_it_summarises_what_a_webhook_claims(name, hint):
-    assert get_provider(SLUG).webhook_hint(json.dumps(documented(name)).encode()) == hint
+    assert get_provider(SLUG).webhook_hint(documented(name)) == hint
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'"succeeded"', b"{}"])
+# Bodies that are not JSON objects never get here: the hook view answers them 400.
+@pytest.mark.parametrize("body", [{}, {"error": "no status"}])
 def test_it_tolerates_a_garbled_webhook(body):
     assert get_provider(SLUG).webhook_hint(body) == "unreadable body"
 

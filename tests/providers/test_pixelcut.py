@@ -272,7 +272,7 @@ def test_it_has_nothing_to_poll_and_no_webhooks():
 
     assert raised.value.code == "no_status_endpoint" and not raised.value.retryable
     assert not provider.supports_webhook and not provider.supports_cancel
-    assert provider.webhook_hint(b"\xff garbage") == "ignored: Pixelcut sends no webhooks"
+    assert provider.webhook_hint({"status": "done"}) == "ignored: Pixelcut sends no webhooks"
 
 
 # --- the sandbox against the document -----------------------------------------------------

@@ -369,10 +369,9 @@ def test_it_summarises_webhook_bodies_for_the_timeline():
     from jobs.providers import get_provider
 
     provider = get_provider(SLUG)
-    assert provider.webhook_hint(json.dumps(doc("webhook")).encode()) == "says: DONE"
-    assert provider.webhook_hint(b"<html>") == "unreadable body"
-    assert provider.webhook_hint(b"[1, 2]") == "unreadable body"
-    assert provider.webhook_hint(b'{"status": 3}') == "unreadable body"
+    assert provider.webhook_hint(doc("webhook")) == "says: DONE"
+    assert provider.webhook_hint({}) == "unreadable body"
+    assert provider.webhook_hint({"status": 3}) == "unreadable body"
 
 
 # --- the sandbox itself ---------------------------------------------------------------------
