@@ -18,6 +18,8 @@ from jobs import intake
 from tests.images import upload
 
 D = Decimal
+
+
 def start() -> datetime.datetime:
     """This calendar month, UTC: the page's default range. Asked each time, not once at
     import, so a suite that runs across midnight at a month's end stays right."""
