@@ -88,6 +88,33 @@ class Job(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
+    # Recovery by lease: which process holds the job's current step, and until when. A
+    # step whose lease has run out is taken over (a queued job is sent again, a download
+    # tried again); a submit is never sent blind a second time.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Billing(models.TextChoices):
+        NONE = "", "Nothing outstanding"
+        POSSIBLY_BILLED = "possibly_billed", "Possibly billed"
+        CHARGED = "charged", "Resolved: charged"
+        NOT_BILLED = "not_billed", "Resolved: not billed"
+
+    # A job the provider may have done (and billed) but we could not finish keeps its
+    # hold open as "possibly billed" until an admin resolves it, with a reason.
+    billing_status = models.CharField(
+        max_length=20, choices=Billing.choices, blank=True, default=""
+    )
+    billing_resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    billing_resolved_at = models.DateTimeField(null=True, blank=True)
+    billing_resolution = models.TextField(blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +128,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["team", "-created_at"], name="job_team_recent"),
             models.Index(fields=["state", "next_poll_at"], name="job_due_polls"),
+            models.Index(fields=["state", "lease_expires_at"], name="job_leases"),
+            models.Index(
+                fields=["team", "billing_status"],
+                name="job_possibly_billed",
+                condition=models.Q(billing_status="possibly_billed"),
+            ),
         ]
 
     def __str__(self):
