@@ -7,6 +7,11 @@ are calendar days in UTC, like budgets.
 Sandbox charges are what a job *would* have cost with a real provider. They are never
 mixed into real spend: every total carries them in a column of their own, and they only
 appear in the breakdowns, the chart, the list and the export when asked for.
+
+Possibly billed jobs (billing.exposure: a provider may have charged for work we could not
+finish) are not spend yet: their open holds are shown apart, dated by the hold (when the
+job was handed over), and exported as rows of their own kind, until an admin resolves
+them.
 """
 
 import datetime
@@ -24,6 +29,8 @@ from billing.models import LedgerEntry, Membership, Team
 UTC = datetime.UTC
 ZERO = Decimal("0.0000")
 CHARGE_KINDS = (LedgerEntry.Kind.CHARGE, LedgerEntry.Kind.CORRECTION)
+# The open hold of a job a provider may have billed (resolving it releases the hold).
+POSSIBLY_BILLED = Q(kind=LedgerEntry.Kind.HOLD, job__billing_status=ledger.POSSIBLY_BILLED)
 MAX_CHART_DAYS = 400  # a longer range charts only the days that had spend
 
 REAL = Sum("amount", filter=Q(sandbox=False), default=ZERO)
@@ -164,11 +171,9 @@ class SpendFilter(forms.Form):
 # --- Querysets ------------------------------------------------------------------------
 
 
-def all_charges(user, f: Filters) -> QuerySet:
-    """Charge rows (real and sandbox) of the user's visible teams in the filter's range."""
-    rows = LedgerEntry.objects.filter(
-        kind__in=CHARGE_KINDS, created_at__gte=f.start, created_at__lt=f.end
-    )
+def _scoped(rows: QuerySet, user, f: Filters) -> QuerySet:
+    """Rows of the user's visible teams in the filter's range, team and provider."""
+    rows = rows.filter(created_at__gte=f.start, created_at__lt=f.end)
     if not user.is_staff:
         rows = rows.filter(team__in=visible_teams(user))
     if f.team:
@@ -178,10 +183,34 @@ def all_charges(user, f: Filters) -> QuerySet:
     return rows
 
 
+def _shown(rows: QuerySet, f: Filters) -> QuerySet:
+    return rows if f.include_sandbox else rows.filter(sandbox=False)
+
+
+def all_charges(user, f: Filters) -> QuerySet:
+    """Charge rows (real and sandbox) of the user's visible teams in the filter's range."""
+    return _scoped(LedgerEntry.objects.filter(kind__in=CHARGE_KINDS), user, f)
+
+
 def charges(user, f: Filters) -> QuerySet:
     """The charges the report shows: sandbox ones only when the filter asks for them."""
-    rows = all_charges(user, f)
-    return rows if f.include_sandbox else rows.filter(sandbox=False)
+    return _shown(all_charges(user, f), f)
+
+
+def all_possibly_billed(user, f: Filters) -> QuerySet:
+    """Open holds of possibly billed jobs (real and sandbox), by the hold's date."""
+    return _scoped(LedgerEntry.objects.filter(POSSIBLY_BILLED), user, f)
+
+
+def possibly_billed(user, f: Filters) -> QuerySet:
+    return _shown(all_possibly_billed(user, f), f)
+
+
+def exported(user, f: Filters) -> QuerySet:
+    """What the CSV lists: the charges and the possibly billed holds, so its money adds
+    up to the page's totals."""
+    rows = LedgerEntry.objects.filter(Q(kind__in=CHARGE_KINDS) | POSSIBLY_BILLED)
+    return _shown(_scoped(rows, user, f), f)
 
 
 # --- Totals ---------------------------------------------------------------------------
@@ -227,13 +256,36 @@ def by_person(rows: QuerySet) -> list[dict]:
     return out
 
 
-def by_team(rows: QuerySet) -> list[dict]:
+def by_team(rows: QuerySet, possibly: QuerySet | None = None) -> list[dict]:
+    """Spend per team; with `possibly` (possibly billed holds), each team's possibly
+    billed total beside it (`possibly_billed`, real money only), teams with nothing
+    else included."""
     out = list(
         rows.order_by()
         .values("team", "team__name")
         .annotate(**SPLIT)
         .order_by("-real", "-would_be", "team__name")
     )
+    if possibly is not None:
+        exposed = {
+            row["team"]: row
+            for row in possibly.order_by().values("team", "team__name").annotate(**SPLIT)
+        }
+        for row in out:
+            found = exposed.pop(row["team"], None)
+            row["possibly_billed"] = found["real"] if found else ZERO
+        for team, found in sorted(exposed.items(), key=lambda kv: kv[1]["team__name"]):
+            out.append(
+                {
+                    "team": team,
+                    "team__name": found["team__name"],
+                    "real": ZERO,
+                    "would_be": ZERO,
+                    "real_count": 0,
+                    "would_be_count": 0,
+                    "possibly_billed": found["real"],
+                }
+            )
     for row in out:
         row["label"] = row["team__name"]
     return out
@@ -348,6 +400,7 @@ CSV_HEADER = [
     "amount_usd",
     "sandbox",
     "price_book_version",
+    "kind",  # charge, correction, or possibly_billed (an open hold an admin will check)
     "explanation",
 ]
 
@@ -358,11 +411,12 @@ def _text(value: str) -> str:
 
 
 def export_rows(rows: QuerySet, chunk_size: int = 2000):
-    """The header, then one list per charge, oldest first, fetched in chunks: never all
-    rows in memory at once."""
+    """The header, then one list per charge (or possibly billed hold), oldest first,
+    fetched in chunks: never all rows in memory at once."""
     yield CSV_HEADER
     rows = rows.select_related("team", "user", "price_book").order_by("created_at", "pk")
     for entry in rows.iterator(chunk_size=chunk_size):
+        held = entry.kind == LedgerEntry.Kind.HOLD
         yield [
             entry.created_at.astimezone(UTC).isoformat(timespec="seconds"),
             _text(entry.team.name),
@@ -372,6 +426,7 @@ def export_rows(rows: QuerySet, chunk_size: int = 2000):
             f"{entry.amount:.4f}",
             "yes" if entry.sandbox else "no",
             entry.price_book.version if entry.price_book else "",
+            ledger.POSSIBLY_BILLED if held else entry.kind,
             _text(entry.explanation),
         ]
 

@@ -32,6 +32,7 @@ def spend(request):
     form, f = _filters(request)
     everything = report.all_charges(request.user, f)
     shown = report.charges(request.user, f)
+    exposed = report.possibly_billed(request.user, f)
     page = Paginator(shown.select_related("team", "user", "price_book"), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -43,9 +44,14 @@ def spend(request):
         "with_sandbox_query": report.with_sandbox(f).query(),
         "budgets": [] if partial else report.budgets(request.user),
         "totals": report.totals(everything),
+        "possibly_billed": report.totals(report.all_possibly_billed(request.user, f)),
+        # The jobs an admin still has to check, newest first (a short list, not paged).
+        "exposed": exposed.select_related("team", "user", "job").order_by("-created_at", "-pk")[
+            :PAGE_SIZE
+        ],
         "by_provider": report.by_provider(shown),
         "by_person": report.by_person(shown),
-        "by_team": report.by_team(shown),
+        "by_team": report.by_team(shown, exposed),
         "by_day": report.by_day(shown),
         "data": report.chart_data(shown, f),
         "page": page,
@@ -67,7 +73,7 @@ def spend_csv(request):
         return _refused(request)
     _, f = _filters(request)
     writer = csv.writer(_Echo())
-    rows = report.export_rows(report.charges(request.user, f))
+    rows = report.export_rows(report.exported(request.user, f))
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
     )

@@ -9,11 +9,13 @@ job's error, result link and task id are where a provider's words become ours, a
 are all written through this module, so no adapter can forget it.
 """
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import ledger
+from jobs import leases
 from jobs.models import Job, JobEvent
 from jobs.scrub import scrub
 
@@ -35,21 +37,43 @@ def _scrubbed(fields: dict) -> dict:
     return fields
 
 
-def move(job_id: int, frm, to: str, detail: str = "", **fields) -> bool:
+def move(
+    job_id: int, frm, to: str, detail: str = "", *, provider_stopped: bool = False, **fields
+) -> bool:
+    """`provider_stopped`: on a cancel, the provider confirmed it stopped the task (so it
+    will not bill it); the ledger needs to know when it settles."""
     now = timezone.now()
     detail, fields = scrub(detail), _scrubbed(fields)
-    if to in Job.FINAL_STATES:
+    states = list(frm)
+    final = to in Job.FINAL_STATES
+    if final:
         fields.setdefault("finished_at", now)
         fields.setdefault("next_poll_at", None)
     with transaction.atomic():
-        changed = Job.objects.filter(pk=job_id, state__in=list(frm)).update(
+        ended_from = states[0] if len(states) == 1 else None
+        if final and ended_from is None:
+            # Which state it ends from decides whether the provider may have billed it;
+            # the row is locked (PostgreSQL; SQLite holds the write lock from BEGIN) so
+            # it cannot move on between this read and the update.
+            ended_from = (
+                Job.objects.select_for_update()
+                .filter(pk=job_id, state__in=states)
+                .values_list("state", flat=True)
+                .first()
+            )
+            if ended_from is None:
+                return False
+        changed = Job.objects.filter(pk=job_id, state__in=states).update(
             state=to, updated_at=now, **fields
         )
         if changed:
             JobEvent.objects.create(job_id=job_id, state=to, at=now, detail=detail)
-            if to in Job.FINAL_STATES:
-                # Charge or release in the same transaction as the state change.
-                ledger.settle(Job.objects.get(pk=job_id))
+            if final:
+                # Charge, release or keep the hold open (possibly billed) in the same
+                # transaction as the state change.
+                ledger.settle(
+                    Job.objects.get(pk=job_id), frm=ended_from, provider_stopped=provider_stopped
+                )
     return bool(changed)
 
 
@@ -58,11 +82,12 @@ def note(job_id: int, state: str, detail: str) -> None:
     JobEvent.objects.create(job_id=job_id, state=state, at=timezone.now(), detail=scrub(detail))
 
 
-def claim(job_id: int) -> bool:
+def claim(job_id: int, owner: str = "") -> bool:
     """queued -> submitting, at most once per attempt, whoever asks.
 
     A queued job waiting out a retry delay (next_poll_at in the future) is not claimed
-    yet; the tracker enqueues it again when the delay is over."""
+    yet; the tracker enqueues it again when the delay is over. The claim is a lease held
+    by `owner` for SUBMIT_LEASE_SECONDS (renewed while the submit runs: jobs.leases)."""
     now = timezone.now()
     with transaction.atomic():
         changed = (
@@ -74,6 +99,8 @@ def claim(job_id: int) -> bool:
                 next_poll_at=None,
                 attempts=F("attempts") + 1,
                 updated_at=now,
+                lease_owner=owner or leases.new_owner(),
+                lease_expires_at=leases.until(settings.SUBMIT_LEASE_SECONDS),
             )
         )
         if changed:
@@ -88,22 +115,51 @@ def claim(job_id: int) -> bool:
     return bool(changed)
 
 
-def retry_later(job_id: int, delay: float, detail: str) -> bool:
+def retry_later(job_id: int, delay: float, detail: str, **fields) -> bool:
     """submitting -> queued again, after an answer that proves the provider did not take
     the job (429, 5xx, no connection). The tracker resubmits it when `delay` is over."""
     when = timezone.now() + timezone.timedelta(seconds=delay)
-    return move(job_id, [State.SUBMITTING], State.QUEUED, detail, next_poll_at=when)
+    return move(
+        job_id,
+        [State.SUBMITTING],
+        State.QUEUED,
+        detail,
+        next_poll_at=when,
+        **leases.RELEASED,
+        **fields,
+    )
+
+
+def claim_download(job_id: int, owner: str) -> bool:
+    """Take the download of a job in `fetching`: only if nobody holds it (or its holder's
+    lease ran out) and no retry delay is pending. A redelivered or duplicate finish task
+    finds nothing to claim."""
+    now = timezone.now()
+    return bool(
+        Job.objects.filter(pk=job_id, state=State.FETCHING)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+        .update(
+            lease_owner=owner,
+            lease_expires_at=leases.until(settings.FETCH_LEASE_SECONDS),
+            next_poll_at=None,
+        )
+    )
 
 
 def fail(job_id: int, frm, code: str, message: str) -> bool:
     return move(job_id, frm, State.FAILED, message, error_code=code, error_message=message)
 
 
-def cancel(job: Job, by, provider_said: str = "") -> bool:
+def cancel(job: Job, by, provider_said: str = "", provider_stopped: bool = False) -> bool:
+    """`provider_stopped`: the provider confirmed it stopped the task. Without that, a
+    job canceled after it was handed over stays possibly billed (billing.exposure)."""
     who = by.get_username() if by is not None else "the system"
     detail = f"Canceled by {who}."
     if job.state == State.SUBMITTING and job.provider_obj.runs_on_worker:
         detail += " The upscale had already started on the worker; its result is discarded."
     if provider_said:
         detail += " " + provider_said
-    return move(job.pk, Job.ACTIVE_STATES, State.CANCELED, detail)
+    return move(
+        job.pk, Job.ACTIVE_STATES, State.CANCELED, detail, provider_stopped=provider_stopped
+    )

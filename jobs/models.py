@@ -82,6 +82,10 @@ class Job(models.Model):
     poll_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)  # submit attempts so far
     errors_in_row = models.PositiveSmallIntegerField(default=0)  # retryable errors in a row
+    # When the current run of retryable failures (429, 5xx, no connection, a worker lost
+    # mid-step) began; NULL once a call goes through. Retries stop RETRY_BUDGET_SECONDS
+    # after it.
+    retrying_since = models.DateTimeField(null=True, blank=True)
     # Where the provider left the result. Such links expire: downloaded at once.
     result_url = models.TextField(blank=True)
 
@@ -208,10 +212,12 @@ class WebhookDelivery(models.Model):
 
 
 class Heartbeat(models.Model):
-    """A long-running process saying it is alive (the tracker, once a tick)."""
+    """A long-running process saying it is alive (the tracker, once a tick; each cluster
+    supervisor, with what it measured)."""
 
-    name = models.CharField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, unique=True)
     beat_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
 
     def __str__(self):
         return f"{self.name} at {self.beat_at:%H:%M:%S}"

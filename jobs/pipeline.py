@@ -16,14 +16,18 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import ledger
-from jobs import http, imaging, lifecycle
+from jobs import http, imaging, leases, lifecycle
 from jobs.models import Job
 from jobs.providers import Failed, Finished, ProviderError, Running
 
 log = logging.getLogger(__name__)
 State = Job.State
 
-MAX_ERRORS_IN_ROW = 8  # retryable poll/download errors before a job is given up
+# Retryable poll/download errors in a row before a job is given up: only a safety cap,
+# as RETRY_BUDGET_SECONDS ends a run of errors first (about 15-25 errors at the default
+# backoff).
+MAX_ERRORS_IN_ROW = 40
+MIN_RETRY_WAIT = 1.0  # seconds: less budget left than this is no budget
 
 
 def run(method, *args):
@@ -40,11 +44,41 @@ def later(seconds: float):
     return timezone.now() + timezone.timedelta(seconds=seconds)
 
 
+def human_seconds(seconds: float) -> str:
+    return f"{round(seconds / 60)} minutes" if seconds >= 90 else f"{round(seconds)} s"
+
+
+def next_retry(job: Job, err: ProviderError, attempt: int) -> tuple[float | None, object]:
+    """(delay, retrying_since) for the next retry of a retryable error: exponential
+    backoff with jitter from `http.backoff`, capped at RETRY_MAX_DELAY, never sooner than
+    the provider's Retry-After, and the last one cut to end with RETRY_BUDGET_SECONDS
+    (counted from the first failure of the run). The delay is None once the budget is
+    spent, or when Retry-After asks for longer than what is left of it."""
+    now = timezone.now()
+    since = job.retrying_since or now
+    left = settings.RETRY_BUDGET_SECONDS - (now - since).total_seconds()
+    if left < max(err.retry_after or 0.0, MIN_RETRY_WAIT):
+        return None, since
+    delay = http.backoff(attempt, err.retry_after, cap=settings.RETRY_MAX_DELAY)
+    return min(delay, left), since
+
+
+def tried_for(job: Job) -> str:
+    since = job.retrying_since or timezone.now()
+    return human_seconds((timezone.now() - since).total_seconds())
+
+
 # --- submit ---------------------------------------------------------------------------
 def submit(job_id: int) -> None:
-    if not lifecycle.claim(job_id):
+    owner = leases.new_owner()
+    if not lifecycle.claim(job_id, owner):
         return  # already claimed, canceled, waiting to retry, or gone
-    job = Job.objects.get(pk=job_id)
+    with leases.kept(job_id, owner, settings.SUBMIT_LEASE_SECONDS):
+        _submit(Job.objects.get(pk=job_id))
+
+
+def _submit(job: Job) -> None:
+    job_id = job.pk
     try:
         result = run(job.provider_obj.submit, job)
     except ProviderError as err:
@@ -75,21 +109,27 @@ def submit_failed(job: Job, err: ProviderError) -> None:
         )
         return
     if err.retryable:
-        spent = (timezone.now() - job.created_at).total_seconds()
-        if job.attempts < settings.SUBMIT_MAX_ATTEMPTS and spent < settings.RETRY_BUDGET_SECONDS:
-            delay = http.backoff(job.attempts, err.retry_after)
+        cap = settings.SUBMIT_MAX_ATTEMPTS
+        delay, since = next_retry(job, err, job.attempts)
+        if delay is not None and job.attempts < cap:
+            budget = human_seconds(settings.RETRY_BUDGET_SECONDS)
             lifecycle.retry_later(
                 job.pk,
                 delay,
-                f"{err.message} Trying again in {delay:.0f} s "
-                f"(attempt {job.attempts + 1} of {settings.SUBMIT_MAX_ATTEMPTS}).",
+                f"{err.message} Trying again in {delay:.0f} s (attempt {job.attempts + 1} "
+                f"of {cap} at most; we keep trying for up to {budget}).",
+                retrying_since=since,
             )
             return
+        if job.attempts >= cap:
+            tried = f"We tried {job.attempts} times"
+        else:
+            tried = f"We kept trying for {tried_for(job)} ({job.attempts} attempts)"
         lifecycle.fail(
             job.pk,
             [State.SUBMITTING],
             err.code,
-            f"{err.message} We tried {job.attempts} times and gave up; nothing was charged.",
+            f"{err.message} {tried} and gave up; nothing was charged.",
         )
         return
     lifecycle.fail(job.pk, [State.SUBMITTING], err.code, err.message)
@@ -105,6 +145,7 @@ def apply(job: Job, result, frm: str) -> None:
                 next_poll_at=later(provider.poll_delay(job.poll_count)),
                 poll_count=F("poll_count") + 1,
                 errors_in_row=0,
+                retrying_since=None,
             )
             return
         lifecycle.move(
@@ -115,13 +156,27 @@ def apply(job: Job, result, frm: str) -> None:
             provider_task_id=result.task_id,
             next_poll_at=later(provider.first_poll_delay()),
             errors_in_row=0,
+            retrying_since=None,
+            **leases.RELEASED,  # a running job is the tracker's: polled, not leased
         )
     elif isinstance(result, Failed):
         lifecycle.fail(job.pk, [frm], result.code, result.message)
     elif isinstance(result, Finished):
-        fields = {"result_url": result.url, "next_poll_at": None, "errors_in_row": 0}
+        fields = {
+            "result_url": result.url,
+            "next_poll_at": None,
+            "errors_in_row": 0,
+            "retrying_since": None,
+        }
         if result.task_id:
             fields["provider_task_id"] = result.task_id
+        if result.content:
+            # Bytes in hand are stored now, by whoever holds them: under the submit's
+            # lease (renewed by it), so no download task takes the job meanwhile.
+            fields["lease_owner"] = job.lease_owner or leases.new_owner()
+            fields["lease_expires_at"] = leases.until(settings.FETCH_LEASE_SECONDS)
+        else:
+            fields.update(leases.RELEASED)  # the download task claims its own lease
         if not lifecycle.move(
             job.pk, [frm], State.FETCHING, f"{provider.name} finished the job.", **fields
         ):
@@ -146,20 +201,29 @@ def reschedule(jobs: list[Job]) -> None:
             by_delay.setdefault(job.provider_obj.poll_delay(count), []).append(job.pk)
         for delay, ids in by_delay.items():
             Job.objects.filter(pk__in=ids, state=State.RUNNING).update(
-                next_poll_at=later(delay), poll_count=F("poll_count") + 1, errors_in_row=0
+                next_poll_at=later(delay),
+                poll_count=F("poll_count") + 1,
+                errors_in_row=0,
+                retrying_since=None,
             )
 
 
 def poll_failed(job: Job, err: ProviderError) -> None:
-    if err.retryable and job.errors_in_row + 1 < MAX_ERRORS_IN_ROW:
-        delay = http.backoff(job.errors_in_row + 1, err.retry_after, cap=30)
-        changed = Job.objects.filter(pk=job.pk, state=State.RUNNING).update(
-            next_poll_at=later(delay), errors_in_row=F("errors_in_row") + 1
-        )
-        if changed and job.errors_in_row == 0:
-            lifecycle.note(
-                job.pk, State.RUNNING, f"Checking on the job failed: {err.message} Retrying."
+    if err.retryable:
+        delay, since = next_retry(job, err, job.errors_in_row + 1)
+        if delay is not None and job.errors_in_row + 1 < MAX_ERRORS_IN_ROW:
+            changed = Job.objects.filter(pk=job.pk, state=State.RUNNING).update(
+                next_poll_at=later(delay),
+                errors_in_row=F("errors_in_row") + 1,
+                retrying_since=since,
             )
+            if changed and job.errors_in_row == 0:
+                lifecycle.note(
+                    job.pk, State.RUNNING, f"Checking on the job failed: {err.message} Retrying."
+                )
+            return
+        message = f"{err.message} We kept checking for {tried_for(job)} and gave up."
+        lifecycle.fail(job.pk, [State.RUNNING], err.code, message)
         return
     lifecycle.fail(job.pk, [State.RUNNING], err.code, err.message)
 
@@ -186,17 +250,27 @@ def apply_poll(job: Job, outcome) -> None:
 
 # --- fetching the result ------------------------------------------------------------------
 def finish(job_id: int) -> None:
-    """Download the result of a job in `fetching` and store it."""
-    job = Job.objects.filter(pk=job_id, state=State.FETCHING).first()
-    if job is None:
+    """Download the result of a job in `fetching` and store it, under the job's lease."""
+    owner = leases.new_owner()
+    if not lifecycle.claim_download(job_id, owner):
+        return  # being downloaded, waiting out a retry delay, done, or gone
+    job = Job.objects.get(pk=job_id)
+    if not job.result_url:
+        # The result came as bytes to a worker that died before storing them.
+        lifecycle.fail(
+            job_id,
+            [State.FETCHING],
+            "interrupted",
+            "The worker stopped while storing the result. Run the job again.",
+        )
         return
-    provider = job.provider_obj
-    try:
-        data = _download(job, provider)
-    except ProviderError as err:
-        fetch_failed(job, err)
-        return
-    store_result(job, data)
+    with leases.kept(job_id, owner, settings.FETCH_LEASE_SECONDS):
+        try:
+            data = _download(job, job.provider_obj)
+        except ProviderError as err:
+            fetch_failed(job, err)
+            return
+        store_result(job, data)
 
 
 def _download(job: Job, provider) -> bytes:
@@ -208,17 +282,23 @@ def _download(job: Job, provider) -> bytes:
         except ProviderError as err:
             if err.code != "result_expired" or not job.provider_task_id:
                 raise
-            # The link expired before we got to it: ask the provider for a fresh one.
+            # The link expired before we got to it: ask the provider for a fresh one
+            # (Pixazo's status, Ximilar, APIXO and fal hand out a new link on each ask).
             fresh = await provider.poll(job, client)
-            if not isinstance(fresh, Finished) or not fresh.url or fresh.url == job.result_url:
-                raise ProviderError(
-                    "result_expired",
-                    f"The result link from {provider.name} expired before we could download "
-                    "it, and no fresh link was available.",
+            if not isinstance(fresh, Finished) or not fresh.url:
+                raise expired(provider, "no fresh link was available") from None
+            if fresh.url == job.result_url:
+                raise expired(
+                    provider, f"asking {provider.name} again gave the same expired link"
                 ) from None
-            return await http.download(
-                client, fresh.url, allowed_hosts=provider.result_hosts(), who=provider.name
-            )
+            try:
+                return await http.download(
+                    client, fresh.url, allowed_hosts=provider.result_hosts(), who=provider.name
+                )
+            except ProviderError as again:
+                if again.code != "result_expired":
+                    raise
+                raise expired(provider, "the fresh link it gave had expired too") from None
 
     async def main():
         async with http.client() as client:
@@ -227,12 +307,28 @@ def _download(job: Job, provider) -> bytes:
     return asyncio.run(main())
 
 
+def expired(provider, why: str) -> ProviderError:
+    return ProviderError(
+        "result_expired",
+        f"The result link from {provider.name} expired before we could download it, and {why}.",
+    )
+
+
 def fetch_failed(job: Job, err: ProviderError) -> None:
-    if err.retryable and job.errors_in_row + 1 < MAX_ERRORS_IN_ROW:
-        Job.objects.filter(pk=job.pk, state=State.FETCHING).update(
-            next_poll_at=later(http.backoff(job.errors_in_row + 1, err.retry_after, cap=30)),
-            errors_in_row=F("errors_in_row") + 1,
-        )
+    if err.retryable:
+        delay, since = next_retry(job, err, job.errors_in_row + 1)
+        if delay is not None and job.errors_in_row + 1 < MAX_ERRORS_IN_ROW:
+            # The lease goes with the retry: the tracker hands the download out again
+            # when the delay is over (jobs.tracker.claim_due).
+            Job.objects.filter(pk=job.pk, state=State.FETCHING).update(
+                next_poll_at=later(delay),
+                errors_in_row=F("errors_in_row") + 1,
+                retrying_since=since,
+                **leases.RELEASED,
+            )
+            return
+        message = f"{err.message} We kept trying for {tried_for(job)} and gave up."
+        lifecycle.fail(job.pk, [State.FETCHING], err.code, message)
         return
     lifecycle.fail(job.pk, [State.FETCHING], err.code, err.message)
 
@@ -276,7 +372,7 @@ def store_result(job: Job, data: bytes) -> None:
 # --- cancel ----------------------------------------------------------------------------------
 def cancel(job: Job, by) -> bool:
     provider = job.provider_obj
-    said = ""
+    said, stopped = "", False
     if job.state == State.RUNNING and job.provider_task_id:
         if provider.supports_cancel:
             try:
@@ -293,51 +389,27 @@ def cancel(job: Job, by) -> bool:
                 f"{provider.name} offers no way to stop a started task: it may still "
                 "finish (and charge) on their side; its result is discarded."
             )
-    return lifecycle.cancel(job, by=by, provider_said=said)
+    # Unless the provider confirmed the stop, it may still bill the job: the ledger keeps
+    # the hold open as possibly billed.
+    return lifecycle.cancel(job, by=by, provider_said=said, provider_stopped=bool(stopped))
 
 
 # --- the safety net ----------------------------------------------------------------------------
 def sweep() -> dict:
-    """Requeue forgotten jobs, stop ones stuck mid-submit, and run one tracker tick in
-    case no tracker process is running."""
-    from jobs import tasks, tracker
+    """The minute's safety net: one tracker tick (which also takes over expired leases
+    and re-sends lost tasks: jobs.recovery) in case no tracker process is running, and
+    the ledger's reconciliation."""
+    from jobs import tracker
 
-    now = timezone.now()
-    stale_queue = Job.objects.filter(
-        state=State.QUEUED,
-        next_poll_at__isnull=True,
-        enqueued_at__lt=now - timezone.timedelta(minutes=5),
-    ).values_list("pk", flat=True)
-    requeued = list(stale_queue[:500])
-    if requeued:
-        tasks.enqueue_submit(requeued)
-
-    deadline = now - timezone.timedelta(seconds=settings.SUBMIT_DEADLINE_SECONDS)
-    stuck = Job.objects.filter(state=State.SUBMITTING, submitted_at__lt=deadline)
-    unknown = 0
-    for job_id in stuck.values_list("pk", flat=True):
-        # Resending could charge twice, so an unconfirmed submit is failed instead.
-        unknown += lifecycle.fail(
-            job_id,
-            [State.SUBMITTING],
-            "unknown",
-            "The worker stopped while handing this job over, and we cannot tell whether "
-            "the provider received it. It was stopped rather than sent twice; run it "
-            "again if you still need it.",
-        )
-    stuck_fetch = Job.objects.filter(
-        state=State.FETCHING, updated_at__lt=deadline, next_poll_at__isnull=True
-    )
-    for job in stuck_fetch:
-        if job.result_url:
-            tasks.enqueue_finish(job.pk)  # the download can simply be tried again
-        else:
-            unknown += lifecycle.fail(
-                job.pk,
-                [State.FETCHING],
-                "interrupted",
-                "The worker stopped while storing the result. Run the job again.",
-            )
-    tracker.Tracker().tick()
+    ticker = tracker.Tracker()
+    try:
+        ticker.tick()
+        recovered = ticker.recovered
+    finally:
+        ticker.close()
     released = ledger.reconcile()
-    return {"requeued": len(requeued), "stopped": unknown, "released": released}
+    return {
+        "requeued": recovered["requeued"],
+        "stopped": recovered["stopped"],
+        "released": released,
+    }

@@ -10,6 +10,7 @@ Prices come from the price books in force (one query for all of them), the same 
 the submission's quote and the charge use, so the preview says what the job will store.
 """
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -256,10 +257,20 @@ class JobCost:
     book: PriceBook | None  # the charge's book once charged, else the quote's
     rule: str  # that book's rule in words
     sandbox: bool
+    # billing.exposure: "possibly_billed" (the hold stays open until an admin checks),
+    # then "charged" or "not_billed" with who decided, when and why.
+    billing: str = ""
+    resolved_by: str = ""
+    resolved_at: datetime.datetime | None = None
+    resolution: str = ""
 
     @property
     def verified(self) -> bool:
         return self.book.verified if self.book else self.quote.verified
+
+    @property
+    def possibly_billed(self) -> bool:
+        return self.billing == ledger.POSSIBLY_BILLED
 
 
 def cost(job) -> JobCost:
@@ -268,4 +279,15 @@ def cost(job) -> JobCost:
     rule = book.rule if book else RULES.get(job.provider)
     verified = book.verified if book else bool(rule and rule.get("verified", True))
     quote = Quote(job.quoted_amount, "quoted", job.quote_explanation, verified)
-    return JobCost(quote, charge, book, describe(rule) if rule else "", job.sandbox)
+    resolver = job.billing_resolved_by if job.billing_resolved_by_id else None
+    return JobCost(
+        quote,
+        charge,
+        book,
+        describe(rule) if rule else "",
+        job.sandbox,
+        billing=job.billing_status,
+        resolved_by=resolver.get_username() if resolver else "",
+        resolved_at=job.billing_resolved_at,
+        resolution=job.billing_resolution,
+    )

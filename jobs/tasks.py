@@ -25,7 +25,13 @@ def enqueue_submit(job_ids, mark=True) -> None:
     _after_commit("jobs.tasks.submit_job", job_ids)
 
 
-def enqueue_finish(job_id: int) -> None:
+def enqueue_finish(job_id: int, mark=True) -> None:
+    """Queue the download once the surrounding transaction has committed; `enqueued_at`
+    says since when its task may be waiting in the broker (jobs.recovery)."""
+    if mark:
+        from jobs.models import Job
+
+        Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
     _after_commit("jobs.tasks.finish_job", [job_id])
 
 

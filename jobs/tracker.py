@@ -10,22 +10,25 @@ safety net when no tracker runs.
 import asyncio
 import logging
 import time
+from collections import Counter
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
+from django_q.brokers import get_broker
 
-from jobs import http, pipeline, tasks
+from jobs import http, leases, pipeline, recovery, tasks
 from jobs.models import Heartbeat, Job
 from jobs.providers import ProviderError, Running
 
 log = logging.getLogger(__name__)
 State = Job.State
-LEASE_SECONDS = 60  # a claimed job is not claimed again for this long
+LEASE_SECONDS = 60  # a running job claimed for a poll is not claimed again for this long
 BATCH = 1000
 IDLE_WAIT = 1.0  # at most this long between ticks
 ALIVE_WITHIN = timezone.timedelta(seconds=5)  # a heartbeat older than this: no tracker
+RECOVER_EVERY = 1.0  # seconds between two recovery rounds (jobs.recovery) of one tracker
 
 
 def beat() -> None:
@@ -48,8 +51,11 @@ def claim_due(state: str, limit: int = BATCH) -> list[Job]:
         jobs = list(due[:limit])
         if jobs:
             lease = {"next_poll_at": now + timezone.timedelta(seconds=LEASE_SECONDS)}
-            if state == State.QUEUED:
-                lease = {"next_poll_at": None, "enqueued_at": now}  # claim() wants NULL
+            if state in (State.QUEUED, State.FETCHING):
+                # Handed to a task, which claims the job itself (lifecycle.claim and
+                # claim_download want NULL); from enqueued_at on, a lost task is found
+                # by jobs.recovery.
+                lease = {"next_poll_at": None, "enqueued_at": now}
             Job.objects.filter(pk__in=[j.pk for j in jobs], state=state).update(**lease)
     return jobs
 
@@ -72,10 +78,34 @@ async def poll_all(jobs: list[Job], client) -> list:
     return await asyncio.gather(*(one(job) for job in jobs))
 
 
+async def find_all(jobs: list[Job], client) -> list:
+    """Ask the providers about interrupted submits: a Result, None (no such task), or a
+    ProviderError."""
+    gate = asyncio.Semaphore(settings.TRACKER_CONCURRENCY)
+
+    async def one(job):
+        async with gate:
+            try:
+                return await job.provider_obj.find_task(job, client)
+            except ProviderError as err:
+                return err
+            except Exception as exc:  # a bug must not stop the other lookups
+                log.exception("looking up job %s crashed", job.pk)
+                return ProviderError(
+                    "internal_error", f"Looking the job up crashed ({exc}).", retryable=True
+                )
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
 class Tracker:
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.client = None
+        self.broker = None
+        self.owner = leases.new_owner()  # holds the leases of submits it is resolving
+        self.recovered = Counter(requeued=0, stopped=0)
+        self._recover_at = 0.0
 
     def close(self):
         if self.client is not None:
@@ -88,10 +118,11 @@ class Tracker:
         Running jobs are polled in chunks of TRACKER_CONCURRENCY, most overdue first, and
         each chunk is recorded before the next is claimed: a job that finishes is noticed
         one chunk later, not one whole sweep later."""
+        self.recover()
         for job in claim_due(State.QUEUED):
             tasks.enqueue_submit([job.pk], mark=False)
         for job in claim_due(State.FETCHING):
-            tasks.enqueue_finish(job.pk)
+            tasks.enqueue_finish(job.pk, mark=False)
         deadline = time.monotonic() + budget
         while time.monotonic() < deadline:
             running = claim_due(State.RUNNING, limit=settings.TRACKER_CONCURRENCY)
@@ -100,9 +131,40 @@ class Tracker:
             self.poll(running)
         return self.wait()
 
-    def poll(self, jobs: list[Job]) -> None:
+    def recover(self) -> None:
+        """Take over expired leases and re-send lost tasks (jobs.recovery), at most once
+        every RECOVER_EVERY seconds: cheap, indexed queries, but ticks can come every
+        few milliseconds while many polls are due."""
+        if time.monotonic() < self._recover_at:
+            return
+        self._recover_at = time.monotonic() + RECOVER_EVERY
+        try:
+            self.recovered.update(recovery.run(self))
+        except Exception:  # polling goes on; the next round tries again
+            log.exception("recovering lost work failed")
+
+    def backlog(self) -> int | None:
+        """Tasks waiting in the broker (LLEN on Redis, a COUNT on the ORM broker), or
+        None when it cannot be reached."""
+        try:
+            if self.broker is None:
+                self.broker = get_broker()
+            return self.broker.queue_size()
+        except Exception:
+            log.warning("could not read the broker's queue size", exc_info=True)
+            self.broker = None
+            return None
+
+    def lookup(self, jobs: list[Job]) -> list:
+        return self.loop.run_until_complete(find_all(jobs, self._client()))
+
+    def _client(self):
         if self.client is None:
             self.client = self.loop.run_until_complete(self._make_client())
+        return self.client
+
+    def poll(self, jobs: list[Job]) -> None:
+        self._client()
         started = time.monotonic()
         outcomes = self.loop.run_until_complete(poll_all(jobs, self.client))
         polled = time.monotonic()

@@ -95,13 +95,13 @@ def test_the_sweep_requeues_forgotten_jobs(make_job, owner, team, inline_tasks):
     assert job.state == Job.State.SUCCEEDED
 
 
-def test_the_sweep_fails_a_job_stuck_submitting_instead_of_resending(
-    make_job, owner, team, settings
-):
+def test_the_sweep_fails_a_job_stuck_submitting_instead_of_resending(make_job, owner, team):
+    # A provider that cannot be asked whether the job arrived (tests/test_recovery.py
+    # has the local provider, which is run again, and Ximilar, which is asked).
     job = make_job(owner, team, run=False)
     lifecycle.claim(job.pk)
     Job.objects.filter(pk=job.pk).update(
-        submitted_at=timezone.now() - timedelta(seconds=settings.SUBMIT_DEADLINE_SECONDS + 5)
+        provider="pixazo", lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
     with mock.patch.object(LocalProvider, "submit") as submit:
         assert pipeline.sweep()["stopped"] == 1

@@ -399,6 +399,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
         "amount_usd",
         "sandbox",
         "price_book_version",
+        "kind",
         "explanation",
     ]
     local_charge = LedgerEntry.objects.get(job=spend["local"], kind="charge")
@@ -412,6 +413,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "0.1200",
             "no",
             "1",
+            "charge",
             "4-8 MP: $0.12",
         ],
         "t2": [
@@ -423,6 +425,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "0.0500",
             "no",
             "",
+            "charge",
             "",
         ],
         "t3": [
@@ -434,6 +437,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "0.3000",
             "no",
             "1",
+            "charge",
             "",
         ],
         "t4": [
@@ -445,6 +449,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "-0.0200",
             "no",
             "",
+            "correction",
             "Refund: =SUM(A1)",
         ],
     }
@@ -462,6 +467,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
                     "0.0000",
                     "no",
                     str(local_charge.price_book.version),
+                    "charge",
                     local_charge.explanation,
                 ],
             ),

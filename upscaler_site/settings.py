@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz answers before the HTTPS redirect and the host check (probes).
+    "jobs.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -188,6 +190,10 @@ Q_CLUSTER = {
     "poll": 0.5,  # ORM broker: how often an idle worker looks for work
     "label": "Tasks",
 }
+# `manage.py cluster` restarts its qcluster when work has waited this long while the
+# cluster started no task (see jobs/watchdog.py), checking every CLUSTER_CHECK_SECONDS.
+CLUSTER_STALL_SECONDS = env_int("CLUSTER_STALL_SECONDS", 30)
+CLUSTER_CHECK_SECONDS = env_float("CLUSTER_CHECK_SECONDS", 5.0)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
@@ -239,8 +245,6 @@ LOCAL_MAX_OUTPUT_PIXELS = env_int("LOCAL_MAX_OUTPUT_PIXELS", 64_000_000)
 # outputs above it are refused before anything is sent (and paid for).
 MAX_RESULT_PIXELS = env_int("MAX_RESULT_PIXELS", 150_000_000)
 
-# Jobs stuck in `submitting` longer than this are failed as "unknown", never resent.
-SUBMIT_DEADLINE_SECONDS = env_int("SUBMIT_DEADLINE_SECONDS", 600)
 
 # --- Providers ----------------------------------------------------------------------
 # A provider with no key talks to its sandbox under PUBLIC_BASE_URL/sandbox/<slug>/ when
@@ -263,8 +267,24 @@ PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 30.0)  # seconds for one API ca
 INPUT_URL_TTL = env_int("INPUT_URL_TTL", 3600)  # seconds a signed input URL stays valid
 RESULT_MAX_BYTES = env_int("RESULT_MAX_BYTES", 200 * 1024 * 1024)
 RESULT_DEADLINE = env_float("RESULT_DEADLINE", 120.0)  # seconds to download one result
-SUBMIT_MAX_ATTEMPTS = env_int("SUBMIT_MAX_ATTEMPTS", 5)
-RETRY_BUDGET_SECONDS = env_int("RETRY_BUDGET_SECONDS", 300)  # total time spent retrying
+# Retries of 429/5xx/no connection go on, with exponential backoff and jitter (at most
+# RETRY_MAX_DELAY apart, never sooner than Retry-After), until RETRY_BUDGET_SECONDS have
+# passed since the first failure; SUBMIT_MAX_ATTEMPTS is only a safety cap above that.
+RETRY_BUDGET_SECONDS = env_int("RETRY_BUDGET_SECONDS", 300)
+RETRY_MAX_DELAY = env_float("RETRY_MAX_DELAY", 30.0)
+SUBMIT_MAX_ATTEMPTS = env_int("SUBMIT_MAX_ATTEMPTS", 30)
+# Recovery by lease (jobs/leases.py, jobs/recovery.py). A submit or a download holds its
+# job's lease, renewed every third of its length while the worker lives; a lease run out
+# means the worker died, and the tracker takes the step over on its next tick. A submit
+# may block for PROVIDER_TIMEOUT on one read: its lease outlasts that by a margin. A
+# download renews in the background whatever RESULT_DEADLINE allows, so its lease is
+# short: a download lost with its worker is tried again within ~30 s.
+SUBMIT_LEASE_SECONDS = env_float("SUBMIT_LEASE_SECONDS", PROVIDER_TIMEOUT + 15)
+FETCH_LEASE_SECONDS = env_float("FETCH_LEASE_SECONDS", 30.0)
+# A queued job (or a result waiting for its download) handed to the broker longer ago
+# than this, and no longer possibly waiting there (see jobs/recovery.py), lost its task
+# with a cluster: it is sent again.
+REQUEUE_AFTER_SECONDS = env_float("REQUEUE_AFTER_SECONDS", 20.0)
 POLL_MAX_SECONDS = env_int("POLL_MAX_SECONDS", 3600)  # a job running longer is failed
 TRACKER_CONCURRENCY = env_int("TRACKER_CONCURRENCY", 32)  # polls in flight at once
 

@@ -100,6 +100,9 @@ class Provider:
     runs_on_worker = False
     supports_webhook = False
     supports_cancel = False
+    # True when `find_task` can tell whether a submit we lost track of reached the
+    # provider (jobs.recovery); without it such a job stops as "unknown".
+    supports_lookup = False
 
     # --- what the user picks --------------------------------------------------------
     def option(self, name: str) -> Option:
@@ -158,6 +161,13 @@ class Provider:
     async def cancel(self, job, http) -> bool:
         """Ask the provider to stop; False when it has no way to."""
         return False
+
+    async def find_task(self, job, http) -> Result | None:
+        """The provider's task for a job whose submit was interrupted before we saved its
+        id (as `poll` would answer, or Running(task_id)); None when the provider
+        certainly has no such task. Raise ProviderError when it cannot tell (an error,
+        or a list too long to search): the job is then never sent again."""
+        raise NotImplementedError
 
     def webhook_hint(self, data: dict) -> str:
         """What a webhook body (already parsed: a JSON object) claims, for the timeline.

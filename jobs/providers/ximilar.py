@@ -6,11 +6,14 @@ our codes are DRF's own names for the statuses (`authentication_failed`, `thrott
 """
 
 import base64
+from datetime import datetime, timedelta
+from itertools import pairwise
 from urllib.parse import quote
 
 import httpx
+from django.utils.crypto import salted_hmac
 
-from jobs.http import send, status_error
+from jobs.http import origin, send, status_error
 from jobs.providers.base import (
     Failed,
     Finished,
@@ -39,6 +42,21 @@ NOT_AUTHENTICATED = "Authentication credentials were not provided."  # DRF's tex
 # image whose `_base64` would not fit (a 25 MB upload is ~34 MB as base64) goes as a
 # signed link to our copy in `_url` instead, which Ximilar fetches.
 INLINE_MAX_BYTES = 30 * 1024 * 1024
+# Our mark on the one record we send, so that after a worker died before saving the
+# request's id we can recognise our request in Ximilar's list of all requests. Assumption
+# (doc 003 does not say it): Ximilar keeps a record's own fields and echoes them back in
+# `request.records`, as its API does with records generally; no leading underscore, which
+# marks Ximilar's own fields (`_url`, `_base64`, `_status`...).
+MARKER_FIELD = "portal_job"
+# `GET /account/v2/request`, "List of all requests" in doc 003, which shows no answer.
+# Assumed: DRF's paginated list, {"count", "next", "previous", "results"}, each result
+# shaped like GET /v2/request/{id}. We follow `next` (on Ximilar's own origin only) for at
+# most FIND_MAX_PAGES pages. Where the list comes newest first (checked on each page from
+# `created`), a page ending before our submit (less CLOCK_SKEW) ends the search; in any
+# other order only the end of the list does, and a list longer than we search leaves the
+# job "unknown", never sent again.
+FIND_MAX_PAGES = 10
+CLOCK_SKEW = timedelta(minutes=2)  # between our clock and Ximilar's `created`
 
 
 class XimilarProvider(HttpProvider):
@@ -48,6 +66,7 @@ class XimilarProvider(HttpProvider):
     default_base_url = "https://api.ximilar.com"
     key_setting = "XIMILAR_API_TOKEN"
     supports_webhook = True
+    supports_lookup = True
     options = (
         Option("scale", "Scale", default=2, choices=((2, "2x"), (4, "4x"), (8, "8x"))),
         Option(
@@ -102,6 +121,7 @@ class XimilarProvider(HttpProvider):
             from jobs import inbound  # not at the top: inbound imports the provider registry
 
             record = {"_url": inbound.input_url(job)}  # too big to inline: Ximilar fetches it
+        record[MARKER_FIELD] = marker(job)
         body = {
             "type": "upscaler",
             "endpoint": ENDPOINTS[options["scale"]],
@@ -143,6 +163,38 @@ class XimilarProvider(HttpProvider):
             return Failed("no_result", f"{self.name} finished but gave no link to the result.")
         return Finished(url=record["_upscaled_image_url"], task_id=task_id)
 
+    async def find_task(self, job, http):
+        want = marker(job)
+        since = (job.submitted_at or job.created_at) - CLOCK_SKEW
+        home, url = origin(self.base_url), self.url(REQUEST_PATH)
+        for _page in range(FIND_MAX_PAGES):
+            request = httpx.Request("GET", url, headers=self._headers())
+            response = await send(http, request, self.name)
+            if not response.is_success:
+                raise self._error(response)
+            page = _answer(response, self.name)
+            results = page.get("results")
+            if not isinstance(results, list):
+                raise ProviderError("bad_answer", f"{self.name}'s list of requests was unreadable.")
+            created = []
+            for item in (r for r in results if isinstance(r, dict)):
+                if item.get("id") and want in _markers(item):
+                    return Running(str(item["id"]))
+                created.append(_when(item.get("created")))
+            newest_first = all(a and b and a >= b for a, b in pairwise(created))
+            if created and newest_first and created[-1] and created[-1] < since:
+                return None  # every request made since our submit was on these pages
+            url = page.get("next")
+            if not url:
+                return None  # the whole list
+            if not isinstance(url, str) or _origin(url) != home:
+                raise ProviderError(
+                    "bad_answer", f"{self.name}'s list of requests pointed somewhere else."
+                )
+        raise ProviderError(
+            "unknown", f"{self.name} lists more requests than we searched ({FIND_MAX_PAGES} pages)."
+        )
+
     def webhook_hint(self, data: dict) -> str:
         status = data.get("status")
         return f"says: {status}" if isinstance(status, str) else "unreadable body"
@@ -174,6 +226,39 @@ class XimilarProvider(HttpProvider):
         else:
             message = detail  # 429/5xx: status_error words it and the job is retried
         return status_error(response, self.name, code, message)
+
+
+def marker(job) -> str:
+    """Unique to the job and to this portal (SECRET_KEY), should several portals share
+    one Ximilar account; it tells Ximilar nothing about the job."""
+    return salted_hmac(
+        "jobs.providers.ximilar.marker", f"{job.pk}:{job.webhook_token}"
+    ).hexdigest()[:32]
+
+
+def _markers(item: dict) -> set:
+    """Our marks on the records of one request of the list, as sent and as answered."""
+    found = set()
+    for part in (item.get("request"), item.get("response")):
+        records = part.get("records") if isinstance(part, dict) else None
+        for record in records if isinstance(records, list) else ():
+            if isinstance(record, dict) and isinstance(record.get(MARKER_FIELD), str):
+                found.add(record[MARKER_FIELD])
+    return found
+
+
+def _when(text) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _origin(url: str):
+    try:
+        return origin(url)
+    except (httpx.InvalidURL, TypeError):
+        return None
 
 
 def _answer(response: httpx.Response, who: str) -> dict:

@@ -1,6 +1,7 @@
 """Sandbox for Ximilar's Upscaler (doc 003), at /sandbox/ximilar/ on the real paths:
 
     POST account/v2/request               submit (answers CREATED)
+    GET  account/v2/request               the list of all requests, newest first
     GET  account/v2/request/<id>          the request, with the result once DONE
     GET  account/v2/request/<id>/status   its status only
 
@@ -61,6 +62,11 @@ UNREADABLE = "Could not read the image: {reason}"
 WEBHOOK_REFUSED = "This sandbox delivers webhooks only to the portal's own /hooks/ address."
 TOO_LARGE = "Request body too large."
 LENGTH_REQUIRED = "Content length required."
+# "List of all requests" (doc 003 shows the call, not its answer): DRF's page-number
+# pagination, `{"count", "next", "previous", "results"}` with absolute `next`/`previous`
+# links and `?page=N`, newest first, each result as GET /v2/request/{id} answers it.
+PAGE_SIZE = 20
+INVALID_PAGE = "Invalid page."  # DRF's text
 # The doc gives no request size; the sandboxes' default cap applies. Our adapter sends
 # `_url` instead of a `_base64` that would not fit (a 25 MB image is ~34 MB as base64).
 BODY_MAX_BYTES = engine.BODY_MAX_BYTES
@@ -188,7 +194,12 @@ def read_image(record: dict) -> bytes:
     return engine.fetch_input(str(record["_url"]))
 
 
-@api("POST")
+@api("GET", "POST")
+def requests(request):
+    """One path, two calls: submit (POST) and the list of all requests (GET)."""
+    return submit(request) if request.method == "POST" else listing(request)
+
+
 def submit(request):
     try:
         raw = engine.read_body(request, BODY_MAX_BYTES)
@@ -310,6 +321,35 @@ def find(request_id: str) -> SandboxTask | None:
     return SandboxTask.objects.filter(provider=SLUG, public_id=request_id).first()
 
 
+def listing(request):
+    tasks = SandboxTask.objects.filter(provider=SLUG).order_by("-created_at", "-pk")
+    count = tasks.count()
+    pages = max(1, -(-count // PAGE_SIZE))
+    try:
+        number = int(request.GET.get("page", 1))
+    except ValueError:
+        return error(404, INVALID_PAGE)
+    if not 1 <= number <= pages:
+        return error(404, INVALID_PAGE)
+
+    def link(n):
+        if not 1 <= n <= pages:
+            return None
+        # DRF drops the parameter for the first page.
+        return request.build_absolute_uri(request.path + (f"?page={n}" if n > 1 else ""))
+
+    start = (number - 1) * PAGE_SIZE
+    page = tasks[start : start + PAGE_SIZE]
+    return JsonResponse(
+        {
+            "count": count,
+            "next": link(number + 1),
+            "previous": link(number - 1),
+            "results": [result_body(task) for task in page],
+        }
+    )
+
+
 @api("GET")
 def detail(request, request_id):
     task = find(request_id)
@@ -325,7 +365,7 @@ def status(request, request_id):
 
 
 urlpatterns = [
-    path("account/v2/request", submit, name="sandbox-ximilar-submit"),
+    path("account/v2/request", requests, name="sandbox-ximilar-submit"),
     path("account/v2/request/<str:request_id>", detail, name="sandbox-ximilar-detail"),
     path("account/v2/request/<str:request_id>/status", status, name="sandbox-ximilar-status"),
 ]

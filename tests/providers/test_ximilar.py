@@ -4,20 +4,28 @@ The fixtures in tests/fixtures/ximilar/ are the examples of doc 003, as printed;
 the webhook example's WIDTH/HEIGHT placeholders (not JSON) became numbers.
 """
 
+import asyncio
 import base64
 import io
 import json
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from django.utils import timezone
 from PIL import Image
 
-from jobs import intake
+from jobs import intake, pipeline
+from jobs.errors import ProviderError
 from jobs.models import Job, WebhookDelivery
+from jobs.providers import get_provider
+from jobs.providers import ximilar as adapter
+from jobs.providers.ximilar import MARKER_FIELD, marker
 from jobs.sandbox import engine
+from jobs.sandbox import ximilar as sandbox_module
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes
 from tests.support import SANDBOX_KEY, wait_until
@@ -126,7 +134,10 @@ def test_it_sends_the_documented_request(sandbox, submit, sent_requests):
     assert body["model_type"] == "gan"
     assert body["image_format"] == "png"
     assert isinstance(body["records"], list) and len(body["records"]) == 1
-    assert set(body["records"][0]) == {"_base64"}
+    # Beside the image, our mark: how we find the request again if a worker dies before
+    # saving its id (jobs.recovery).
+    assert set(body["records"][0]) == {"_base64", MARKER_FIELD}
+    assert body["records"][0][MARKER_FIELD] == marker(job)
     assert base64.b64decode(body["records"][0]["_base64"]) == data
     hook = f"{sandbox.url}/hooks/ximilar/{job.pk}/{job.webhook_token}/"
     assert body["webhook"] == {"endpoint": hook, "headers": {}}
@@ -322,6 +333,9 @@ def test_it_finishes_on_the_webhook_without_waiting_for_a_poll(sandbox, submit, 
         detail for _, detail in timeline(job)
     ]
     wait_until(lambda: len(deliveries) == 1)
+    # The record's own fields come back with it: our mark, which the doc's example lacks.
+    record = deliveries[0]["response"]["records"][0]
+    assert record.pop(MARKER_FIELD) == marker(job)
     same_shape(doc("webhook"), deliveries[0], absent={"_url"})  # we send _base64, not _url
     assert deliveries[0]["id"] == job.provider_task_id
 
@@ -555,3 +569,117 @@ def test_the_sandbox_reports_progress_in_ximilar_states(sandbox):
         )
         assert look()["status"] == expected
     assert look()["response"]["records"][0]["_upscaled_image_url"]
+
+
+# --- the list of all requests, and finding ours in it (jobs.recovery) -----------------------
+def make_request(sandbox, **record):
+    body = {
+        "type": "upscaler",
+        "endpoint": "upscale_2x",
+        "records": [{"_base64": _b64(image_bytes()), **record}],
+    }
+    answer = httpx.post(api_url(sandbox), json=body, headers=AUTH)
+    assert answer.status_code == 201
+    return answer.json()["id"]
+
+
+def test_the_sandbox_lists_requests_newest_first_in_drf_pages(sandbox, monkeypatch):
+    quiet(sandbox)
+    monkeypatch.setattr(sandbox_module, "PAGE_SIZE", 2)
+    ids = [make_request(sandbox, portal_job=f"mark-{n}") for n in range(3)]
+    first = httpx.get(api_url(sandbox), headers=AUTH).json()
+    assert set(first) == {"count", "next", "previous", "results"}
+    assert first["count"] == 3 and first["previous"] is None
+    assert first["next"] == api_url(sandbox, "?page=2")
+    assert [r["id"] for r in first["results"]] == ids[:0:-1]  # newest first
+    detail = httpx.get(api_url(sandbox, f"/{ids[2]}"), headers=AUTH).json()
+    assert first["results"][0] == detail  # each as GET /v2/request/{id} answers it
+    assert first["results"][0]["request"]["records"][0]["portal_job"] == "mark-2"
+    last = httpx.get(first["next"], headers=AUTH).json()
+    assert [r["id"] for r in last["results"]] == ids[:1]
+    assert last["next"] is None and last["previous"] == api_url(sandbox)  # DRF drops page=1
+    for page in ("3", "0", "x"):
+        answer = httpx.get(api_url(sandbox, f"?page={page}"), headers=AUTH)
+        assert (answer.status_code, answer.json()) == (404, {"detail": "Invalid page."})
+    assert httpx.get(api_url(sandbox)).status_code == 401
+
+
+def interrupted(job_id):
+    """What find_task reads of a job: its id, token and when it was handed over (now)."""
+    at = timezone.now()
+    return SimpleNamespace(pk=job_id, webhook_token="t", submitted_at=at, created_at=at)
+
+
+def find(job):
+    return pipeline.run(get_provider(SLUG).find_task, job)
+
+
+def test_it_finds_our_request_pages_down_the_list(sandbox, monkeypatch, sent_requests):
+    quiet(sandbox)
+    monkeypatch.setattr(sandbox_module, "PAGE_SIZE", 1)
+    job = interrupted(7)
+    ours = make_request(sandbox, portal_job=marker(job))
+    for n in range(2):  # later requests, other portals' and other jobs'
+        make_request(sandbox, portal_job=f"someone-else-{n}")
+    found = find(job)
+    assert found.task_id == ours
+    assert len(sent_requests) == 3  # three pages of one
+    assert find(interrupted(8)) is None  # the whole list, and no mark of job 8 in it
+
+
+def test_it_stops_searching_at_requests_older_than_the_submit(sandbox, monkeypatch, sent_requests):
+    quiet(sandbox)
+    monkeypatch.setattr(sandbox_module, "PAGE_SIZE", 1)
+    for n in range(3):
+        make_request(sandbox, portal_job=f"old-{n}")
+    SandboxTask.objects.update(created_at=timezone.now() - timedelta(hours=1))
+    make_request(sandbox, portal_job="recent")
+    assert find(interrupted(9)) is None
+    # Page 1 (recent), page 2 (an hour old, before our submit): no need to read 3 and 4.
+    assert len(sent_requests) == 2
+
+
+def list_of(*pages):
+    """An AsyncClient whose GETs answer `pages` in turn (DRF pages as dicts)."""
+    answers = iter(pages)
+
+    def handler(request):
+        return httpx.Response(200, json=next(answers))
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def ask(job, client):
+    async def go():
+        async with client:
+            return await get_provider(SLUG).find_task(job, client)
+
+    return asyncio.run(go())
+
+
+def item(n, hours_ago, mark="other"):
+    created = (timezone.now() - timedelta(hours=hours_ago)).isoformat()
+    return {"id": f"r{n}", "created": created, "request": {"records": [{"portal_job": mark}]}}
+
+
+def test_a_list_in_another_order_is_searched_to_its_end_or_left_unknown(settings, monkeypatch):
+    base = "https://api.example.test"
+    config = {"api_key": "k", "base_url": base}
+    settings.PROVIDER_SETTINGS = {**settings.PROVIDER_SETTINGS, SLUG: config}
+    job = interrupted(11)
+    page_2 = f"{base}/account/v2/request?page=2"
+    oldest_first = {"next": page_2, "results": [item(1, 5), item(2, 0)]}
+    # Old requests first: their age proves nothing, so the search goes on to the end.
+    last = {"next": None, "results": [item(3, 0, marker(job))]}
+    assert ask(job, list_of(oldest_first, last)).task_id == "r3"
+    # ... and a list longer than we search leaves the job unknown rather than "not there".
+    monkeypatch.setattr(adapter, "FIND_MAX_PAGES", 1)
+    with pytest.raises(ProviderError) as raised:
+        ask(job, list_of(oldest_first))
+    assert raised.value.code == "unknown" and not raised.value.retryable
+    # A `next` link to another host is not followed with our token.
+    monkeypatch.setattr(adapter, "FIND_MAX_PAGES", 5)
+    elsewhere = {"next": "https://evil.example/steal?page=2", "results": [item(1, 0)]}
+    with pytest.raises(ProviderError) as raised:
+        ask(job, list_of(elsewhere))
+    assert raised.value.code == "bad_answer"
