@@ -389,6 +389,19 @@ def budgets(user) -> list[BudgetLine]:
     return [BudgetLine(ledger.usage(t)) for t in teams.order_by("name")]
 
 
+# --- Files stored ---------------------------------------------------------------------
+
+
+def stored(user) -> list[dict]:
+    """Bytes of inputs and results each visible team has stored now (whatever range the
+    report shows), in one aggregate over an index (jobs.retention.stored_bytes)."""
+    from jobs import retention
+
+    teams = list(visible_teams(user).order_by("name"))
+    found = retention.stored_bytes([t.pk for t in teams])
+    return [{"team": t, "bytes": found.get(t.pk, 0)} for t in teams]
+
+
 # --- Export ---------------------------------------------------------------------------
 
 CSV_HEADER = [

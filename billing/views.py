@@ -1,5 +1,6 @@
 import csv
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
@@ -43,6 +44,8 @@ def spend(request):
         "query": f.query(),
         "with_sandbox_query": report.with_sandbox(f).query(),
         "budgets": [] if partial else report.budgets(request.user),
+        "stored": [] if partial else report.stored(request.user),
+        "retention_days": settings.RETENTION_DAYS,
         "totals": report.totals(everything),
         "possibly_billed": report.totals(report.all_possibly_billed(request.user, f)),
         # The jobs an admin still has to check, newest first (a short list, not paged).

@@ -96,6 +96,8 @@ class JobAdmin(admin.ModelAdmin):
             "output_width",
             "output_height",
             "output_bytes",
+            "files_expired_at",
+            "input_owner",
             "provider_task_id",
             "next_poll_at",
             "poll_count",

@@ -84,6 +84,7 @@ def clusters() -> dict:
                 "name": beat.name.removeprefix("cluster:"),
                 "heartbeat_age_s": round(age, 1),
                 "ok": age <= stale_after and not beat.detail.get("frozen"),
+                "frozen": bool(beat.detail.get("frozen")),
                 **{k: beat.detail.get(k) for k in ("waiting", "busy_workers", "restarts")},
                 "last_task_started_s_ago": round(beat.detail.get("last_start_age", 0), 1),
             }
@@ -104,6 +105,50 @@ def report(everything: bool) -> dict:
     return {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
 
 
+def last_run(schedule: str) -> dict | None:
+    """When a django-q2 schedule's last task ended and how, and when it runs next (the
+    task's record may be gone: django-q2 keeps only the latest successes)."""
+    from django_q.models import Schedule, Task
+
+    row = Schedule.objects.filter(name=schedule).values("next_run", "task").first()
+    if row is None:
+        return None
+    task = Task.objects.filter(pk=row["task"]).values("stopped", "success").first()
+    return {
+        "next_run": row["next_run"],
+        "at": task["stopped"] if task else None,
+        "ok": task["success"] if task else None,
+        "ran": bool(row["task"]),
+    }
+
+
+def overview() -> dict:
+    """The admin's status box: /healthz's checks, by the same functions, and what an
+    operator asks next: work waiting, the oldest job in flight, the last sweep and purge."""
+    from jobs import retention
+    from jobs.models import Job
+
+    result = report(everything=True)
+    in_flight = [Job.State.SUBMITTING, Job.State.RUNNING, Job.State.FETCHING]
+    oldest = (
+        Job.objects.filter(state__in=in_flight, submitted_at__isnull=False)
+        .order_by("submitted_at", "pk")
+        .only("pk", "state", "provider", "submitted_at")
+        .first()
+    )
+    return {
+        **result,
+        "failing": [name for name, check in result["checks"].items() if not check["ok"]],
+        "jobs_queued": Job.objects.filter(state=Job.State.QUEUED).count(),
+        "oldest": oldest,
+        "sweep": last_run("jobs.sweep"),
+        "purge": last_run(retention.SCHEDULE),
+        "last_purge": retention.last_purge(),
+        "retention_days": settings.RETENTION_DAYS,
+        "now": timezone.now(),
+    }
+
+
 class HealthCheckMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -118,4 +163,7 @@ class HealthCheckMiddleware:
             content_type="application/json",
         )
         response["Cache-Control"] = "no-store"
+        # A probe's 503 is its answer, not a server error: keep django.request from
+        # logging one ERROR per probe while, say, the set is still booting.
+        response._has_been_logged = True
         return response

@@ -13,18 +13,30 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs import lifecycle, tasks, tracker
+from jobs import files, lifecycle, tasks, tracker
 from jobs.imaging import CONTENT_TYPES
 from jobs.models import Job, WebhookDelivery
 from jobs.providers import get_provider
 from jobs.scrub import scrub
+from upscaler_site.storage import MAX_EXPIRE
 
 INPUT_SALT = "jobs.input-url"
 
 
 # --- signed input links ------------------------------------------------------------------
 def input_url(job: Job) -> str:
-    """A link to our copy of the input that a provider can fetch until it expires."""
+    """A link to our copy of the input that a provider can fetch until it expires.
+
+    With media in a bucket, a presigned link straight to the object: the provider
+    fetches from the bucket and the web process is not in the data path. It lives
+    INPUT_URL_TTL, as the signed link does (a queued provider may fetch late), but unlike
+    ours it cannot die early when the job ends."""
+    if files.in_bucket():
+        return files.presigned_url(
+            job.input_file.name,
+            expire=min(settings.INPUT_URL_TTL, MAX_EXPIRE),
+            content_type=CONTENT_TYPES[job.input_format],
+        )
     token = signing.dumps({"j": job.pk, "p": job.provider}, salt=INPUT_SALT, compress=True)
     return settings.PUBLIC_BASE_URL + reverse("job-input", args=[token])
 

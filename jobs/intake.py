@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import books, ledger
-from jobs import imaging, lifecycle, tasks
+from jobs import imaging, lifecycle, retention, tasks
 from jobs.imaging import ImageInfo, ImageRefused
 from jobs.models import Job
 from jobs.providers import Provider, Refusal, get_provider
@@ -193,6 +193,12 @@ def quote_for(sel: Selection, info: ImageInfo):
 
 def rerun(job: Job, *, user, choices) -> list[Job]:
     """New jobs from a job's stored input, with other options allowed."""
+    # Refused once the job is past retention, not only once the purge has run: a new
+    # job started then would use an input the purge may be deleting.
+    if retention.is_past_retention(job):
+        raise SubmissionRefused(
+            ["This job's files have expired: its original was deleted. Upload it again."]
+        )
     selections = select(choices)
     info = ImageInfo(job.input_format, job.input_width, job.input_height, False, job.input_bytes)
     check([(job.input_name, info)], selections)
@@ -208,7 +214,7 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
     created = []
     with transaction.atomic():
         for stored in inputs:
-            for sel in selections:
+            for n, sel in enumerate(selections):
                 width, height = sel.provider.output_size(stored.info, sel.options)
                 quote, book = quote_for(sel, stored.info)
                 job = Job.objects.create(
@@ -226,6 +232,9 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
                     input_width=stored.info.width,
                     input_height=stored.info.height,
                     input_bytes=stored.info.size_bytes,
+                    # The job that stored the file counts its bytes; the others of its
+                    # batch, and reruns, share it (jobs/retention.py).
+                    input_owner=n == 0 and source_job is None,
                     predicted_width=width,
                     predicted_height=height,
                     quoted_amount=quote.amount,

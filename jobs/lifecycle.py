@@ -9,6 +9,8 @@ job's error, result link and task id are where a provider's words become ours, a
 are all written through this module, so no adapter can forget it.
 """
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -24,6 +26,7 @@ State = Job.State
 # that quotes our key is stored masked, and that job then fails in plain words.
 PROVIDER_TEXT = ("error_code", "error_message", "result_url", "provider_task_id")
 ERROR_CODE_LENGTH = Job._meta.get_field("error_code").max_length
+log = logging.getLogger(__name__)
 
 
 def _scrubbed(fields: dict) -> dict:
@@ -74,7 +77,41 @@ def move(
                 ledger.settle(
                     Job.objects.get(pk=job_id), frm=ended_from, provider_stopped=provider_stopped
                 )
+    if changed:
+        _log_move(job_id, ended_from, to, now, fields.get("error_code", ""))
     return bool(changed)
+
+
+def _log_move(job_id: int, frm, to: str, now, error_code: str = "", job: dict | None = None):
+    """One log line per transition, for operators (JSON fields with LOG_FORMAT=json). The
+    error code only: the message is the provider's words, kept on the job's page."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    job = job or Job.objects.filter(pk=job_id).values("team_id", "provider", "created_at").first()
+    if job is None:
+        return
+    fields = {
+        "job_id": job_id,
+        "team_id": job["team_id"],
+        "provider": job["provider"],
+        "from_state": frm,
+        "state": to,
+        "duration_s": round((now - job["created_at"]).total_seconds(), 3),
+    }
+    error = f", error {error_code}" if error_code else ""
+    if error_code:
+        fields["error_code"] = error_code
+    log.info(
+        "job %s %s -> %s (team %s, %s, %.1f s since upload%s)",
+        job_id,
+        frm or "?",
+        to,
+        fields["team_id"],
+        fields["provider"],
+        fields["duration_s"],
+        error,
+        extra=fields,
+    )
 
 
 def note(job_id: int, state: str, detail: str) -> None:
@@ -104,14 +141,16 @@ def claim(job_id: int, owner: str = "") -> bool:
             )
         )
         if changed:
-            job = Job.objects.only("attempts", "provider").get(pk=job_id)
-            attempt = f" (attempt {job.attempts})" if job.attempts > 1 else ""
+            job = Job.objects.values("attempts", "team_id", "provider", "created_at").get(pk=job_id)
+            attempt = f" (attempt {job['attempts']})" if job["attempts"] > 1 else ""
             JobEvent.objects.create(
                 job_id=job_id,
                 state=State.SUBMITTING,
                 at=now,
                 detail=f"Handing over to the provider{attempt}.",
             )
+    if changed:
+        _log_move(job_id, State.QUEUED, State.SUBMITTING, now, job=job)
     return bool(changed)
 
 

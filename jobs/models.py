@@ -72,6 +72,13 @@ class Job(models.Model):
     output_width = models.PositiveIntegerField(null=True, blank=True)
     output_height = models.PositiveIntegerField(null=True, blank=True)
     output_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    # Files are kept RETENTION_DAYS after the job finished (jobs/retention.py): then they
+    # are deleted, the four file fields cleared, and this set; the row stays.
+    files_expired_at = models.DateTimeField(null=True, blank=True)
+    # Jobs share an input file (a batch sent to several providers, "run again"): the one
+    # job per stored input that counts its bytes in a team's stored total, so the file
+    # is counted once. The purge hands the part on when it keeps a shared input.
+    input_owner = models.BooleanField(default=True)
 
     # Provider side: once a task id is recorded the job is never submitted again.
     provider_task_id = models.CharField(max_length=200, blank=True)
@@ -138,6 +145,20 @@ class Job(models.Model):
                 name="job_possibly_billed",
                 condition=models.Q(billing_status="possibly_billed"),
             ),
+            # The purge's batches: jobs that still have files, oldest finish first.
+            models.Index(
+                fields=["finished_at", "id"],
+                name="job_files_to_expire",
+                condition=models.Q(files_expired_at__isnull=True),
+            ),
+            # Is a shared input still used by a job the purge keeps?
+            models.Index(fields=["input_file"], name="job_input_file"),
+            # Each team's stored bytes (the spend page), read from the index alone.
+            models.Index(
+                fields=["team", "input_owner", "input_bytes", "output_bytes"],
+                name="job_stored_bytes",
+                condition=models.Q(files_expired_at__isnull=True),
+            ),
         ]
 
     def __str__(self):
@@ -149,6 +170,26 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in self.ACTIVE_STATES
+
+    @property
+    def files_kept_days(self) -> int | None:
+        """After how many days (from its finish) the job's files were deleted."""
+        if self.files_expired_at and self.finished_at:
+            return (self.files_expired_at - self.finished_at).days
+        return None
+
+    @property
+    def files_expired_note(self) -> str:
+        """What the job's page (and its file links) say once its files were deleted."""
+        if not self.files_expired_at:
+            return ""
+        days, keep = self.files_kept_days, settings.RETENTION_DAYS
+        after = f" after {days} day{'' if days == 1 else 's'}" if days is not None else ""
+        policy = f", as this portal keeps files for {keep} days" if keep else ""
+        return (
+            f"The files of this job were deleted on {self.files_expired_at:%Y-%m-%d}"
+            f"{after}{policy}. Its history and cost stay."
+        )
 
     @property
     def duration(self):
@@ -213,7 +254,8 @@ class WebhookDelivery(models.Model):
 
 class Heartbeat(models.Model):
     """A long-running process saying it is alive (the tracker, once a tick; each cluster
-    supervisor, with what it measured)."""
+    supervisor, with what it measured), or a periodic job saying it ran ("purge", with
+    what it deleted)."""
 
     name = models.CharField(max_length=100, unique=True)
     beat_at = models.DateTimeField()

@@ -1,9 +1,10 @@
 """The one scrubber: everything a provider says is untrusted text, and no secret of ours
 may travel with it into the database, a log or a page.
 
-`scrub()` removes every configured provider key, the sandbox key and SECRET_KEY (and their
-URL-encoded forms), plus the per-job tokens that appear in our own callback and input
-URLs. It is applied where provider text becomes ours, so an adapter cannot forget it:
+`scrub()` removes every configured provider key, the sandbox key, SECRET_KEY and the media
+bucket's secret key (and their URL-encoded forms), plus the per-job tokens that appear in
+our own callback and input URLs. It is applied where provider text becomes ours, so an
+adapter cannot forget it:
 - the database: `jobs.lifecycle` (the only writer of a job's texts: timeline, error,
   result link, task id) and the webhook view (`WebhookDelivery.hint`);
 - django-q's stored result of a failed task (its exception text), via `scrub_task_result`;
@@ -33,6 +34,9 @@ def _secrets() -> tuple[str, ...]:
         values.add(key)
         # fal's key is "<key id>:<key secret>": the secret half is a secret on its own.
         values.update(key.split(":"))
+    # The media bucket's secret key and session token, when media live in S3.
+    bucket = getattr(settings, "STORAGES", {}).get("default", {}).get("OPTIONS") or {}
+    values.update({bucket.get("secret_key") or "", bucket.get("security_token") or ""})
     return tuple(sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True))
 
 

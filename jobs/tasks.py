@@ -61,3 +61,16 @@ def sweep() -> dict:
     from jobs import pipeline
 
     return pipeline.sweep()
+
+
+def purge_expired() -> dict:
+    """The daily schedule: delete the files past RETENTION_DAYS. A run stops after half
+    the task timeout (a timed-out task saves nothing) and queues the next slice."""
+    from django.conf import settings
+
+    from jobs import retention
+
+    report = retention.purge(timezone.now(), time_limit=settings.TASK_TIMEOUT / 2)
+    if report.more:
+        async_task("jobs.tasks.purge_expired")
+    return report.as_dict()

@@ -2,13 +2,13 @@ import uuid
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponseGone
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.teams import teams_of
-from jobs import intake, pipeline, quotes, stats
+from jobs import files, intake, pipeline, quotes, stats
 from jobs.forms import (
     HistoryFilter,
     all_options_from,
@@ -24,6 +24,11 @@ PAGE_SIZE = 25
 def _job(request, pk) -> Job:
     """A job of one of the user's teams, or 404: other teams' jobs do not exist."""
     return get_object_or_404(Job.objects.for_user(request.user), pk=pk)
+
+
+def _gone(job: Job) -> HttpResponseGone:
+    """A file of a job whose files expired: 410 in plain words, never a broken file."""
+    return HttpResponseGone(job.files_expired_note, content_type="text/plain; charset=utf-8")
 
 
 def _team(request, team_id):
@@ -138,6 +143,8 @@ def detail(request, pk):
 @require_GET
 def image(request, pk, which, kind):
     job = _job(request, pk)
+    if job.files_expired_at:
+        return _gone(job)
     field = getattr(job, f"{which}_{'thumb' if kind == 'thumb' else 'file'}")
     if not field:
         raise Http404("No such image yet")
@@ -145,6 +152,8 @@ def image(request, pk, which, kind):
         content_type = "image/webp"
     else:
         content_type = CONTENT_TYPES[getattr(job, f"{which}_format")]
+    if files.in_bucket():
+        return files.redirect(field.name, content_type=content_type)
     response = FileResponse(field.open("rb"), content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
@@ -154,11 +163,19 @@ def image(request, pk, which, kind):
 @require_GET
 def download(request, pk):
     job = _job(request, pk)
+    if job.files_expired_at:
+        return _gone(job)
     if job.state != Job.State.SUCCEEDED or not job.output_file:
         raise Http404("This job has no result to download")
     stem = job.input_name.rsplit(".", 1)[0]
     ext = job.output_file.name.rsplit(".", 1)[-1]
     filename = f"{stem}-{job.provider}-{job.output_width}x{job.output_height}.{ext}"
+    if files.in_bucket():
+        return files.redirect(
+            job.output_file.name,
+            content_type=CONTENT_TYPES[job.output_format],
+            download_as=filename,
+        )
     return FileResponse(
         job.output_file.open("rb"),
         as_attachment=True,
@@ -205,7 +222,9 @@ def compare(request, batch):
         raise Http404("No such batch")
     groups = {}
     for job in jobs:
-        groups.setdefault(job.input_file.name, []).append(job)
+        # Expired jobs lost their file names: their image as the page describes it.
+        key = job.input_file.name or (job.input_name, job.input_width, job.input_height)
+        groups.setdefault(key, []).append(job)
     ctx = {
         "groups": list(groups.values()),
         "batch": batch,

@@ -1,3 +1,9 @@
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -194,5 +200,49 @@ def sent_requests(monkeypatch):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """Browser tests last: Playwright's sync API keeps an event loop running in the main
-    thread while its browser is open, and the worker code under test calls asyncio.run()."""
+    thread while its browser is open, and the worker code under test calls asyncio.run()
+    (the browser is also closed after each module, so an xdist worker that runs unit
+    tests after a browser module is safe).
+
+    Under xdist (`bin/test` runs two workers), the tests that start whole portals go to
+    groups that each run on one worker: the browser tests share one portal, and the
+    fault tests (chaos) must not kill processes of a neighbour's portal or compete with
+    each other for the machine."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    for item in items:
+        if item.get_closest_marker("chaos"):
+            item.add_marker(pytest.mark.xdist_group("chaos"))
+        elif item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("portal"))
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory):
+    """A STATIC_ROOT filled by the release step's `collectstatic`, for the tests that run
+    production processes: their manifest storage refuses a page naming a file that was not
+    collected. Once per session, as compressing every file takes a while."""
+    root = tmp_path_factory.mktemp("static")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(root)),
+        "DJANGO_SETTINGS_MODULE": "upscaler_site.settings",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "VAR_DIR": str(tmp_path_factory.mktemp("var")),
+        "STATIC_ROOT": str(root),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto) on loopback, for the whole session."""
+    from tests.s3 import serve
+
+    yield from serve(tmp_path_factory)

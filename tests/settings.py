@@ -11,3 +11,14 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 from upscaler_site.settings import *  # noqa: E402, F403
 
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
+
+# The suite renders pages with DEBUG off but never runs `collectstatic` (the release step):
+# plain names here, where production's manifest storage would refuse every page. The
+# hashed, compressed files are tested as served, by tests/e2e/test_production.py.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# whitenoise serves the app folders, as in development, rather than a collected folder.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

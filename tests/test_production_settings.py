@@ -55,9 +55,11 @@ def var_dir(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def migrated(tmp_path_factory) -> Path:
-    """A VAR_DIR whose SQLite database is migrated (for the probes that sign someone in)."""
+def migrated(tmp_path_factory, collected_static) -> Path:
+    """A VAR_DIR after the release step: its SQLite database migrated and its static files
+    collected (for the probes that render pages and sign someone in)."""
     var_dir = tmp_path_factory.mktemp("var")
+    (var_dir / "static").symlink_to(collected_static)  # the default STATIC_ROOT
     env = {"SECRET_KEY": strong_key(), "SANDBOX_ENABLED": "true"}  # its tables too
     done = run(["manage.py", "migrate", "-v0"], env, var_dir)
     assert done.returncode == 0, done.stderr
@@ -100,6 +102,8 @@ def test_with_nothing_set_it_refuses_to_start_and_names_secret_key(var_dir):
         ("django-insecure-" + secrets.token_urlsafe(50), "published"),
         ("dev-only-insecure-key-set-SECRET_KEY-in-production", "published"),
     ],
+    # Fixed ids: the random key must not change the test's name (xdist compares them).
+    ids=["short", "repeated", "django-insecure", "old-development-key"],
 )
 def test_a_weak_secret_key_is_refused_the_same_way(var_dir, key, why):
     done = run(["-c", "import django; django.setup()"], {"SECRET_KEY": key}, var_dir)

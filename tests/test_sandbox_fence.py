@@ -662,8 +662,9 @@ print(json.dumps({
 """
 
 
-def production(tmp_path, secret_key, **extra) -> dict:
-    """What a production process (nothing set but a SECRET_KEY) says about its sandboxes."""
+def production(tmp_path, secret_key, static_root, **extra) -> dict:
+    """What a production process (nothing set but a SECRET_KEY) says about its sandboxes.
+    `static_root`: the release step's collected files, which its error pages name."""
     drop = {"DEBUG", "SANDBOX_ENABLED", "DATABASE_URL", "REDIS_URL", "SECURE_SSL_REDIRECT"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
@@ -672,6 +673,7 @@ def production(tmp_path, secret_key, **extra) -> dict:
         VAR_DIR=str(tmp_path),
         ALLOWED_HOSTS="testserver",
         SECURE_SSL_REDIRECT="false",  # the test client speaks plain http
+        STATIC_ROOT=str(static_root),
         **extra,
     )
     done = subprocess.run(
@@ -687,9 +689,11 @@ def production(tmp_path, secret_key, **extra) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_production_has_no_sandbox_and_each_install_its_own_key(tmp_path):
-    off = production(tmp_path, secrets.token_urlsafe(45)[:60])
-    on = production(tmp_path, secrets.token_urlsafe(45)[:60], SANDBOX_ENABLED="true")
+def test_production_has_no_sandbox_and_each_install_its_own_key(tmp_path, collected_static):
+    off = production(tmp_path, secrets.token_urlsafe(45)[:60], collected_static)
+    on = production(
+        tmp_path, secrets.token_urlsafe(45)[:60], collected_static, SANDBOX_ENABLED="true"
+    )
 
     assert not off["installed"]
     assert off["files"] == 404 and off["posts"] == [404, 404, 404]

@@ -25,6 +25,10 @@ from upscaler_site.env import (
     env_str,
     secret_key,
 )
+from upscaler_site.logs import log_format, logging_config
+from upscaler_site.storage import BACKEND as S3_BACKEND
+from upscaler_site.storage import origins as storage_origins
+from upscaler_site.storage import s3_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -94,6 +98,9 @@ MIDDLEWARE = [
     # First: /healthz answers before the HTTPS redirect and the host check (probes).
     "jobs.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (hashed, compressed, cached for ever) straight after the HTTPS
+    # redirect, before sessions and the rest have any work to do for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -152,8 +159,11 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"),
         # 0 by default: the development server runs each request in a new thread, and a
         # persistent connection per dead thread soon exhausts PostgreSQL's slots. Set it
-        # (e.g. 60) under gunicorn.
+        # (e.g. 60) under gunicorn, whose threads live as long as their worker.
         conn_max_age=env_int("CONN_MAX_AGE", 0),
+        # A kept connection is checked before a request reuses it, so a database restart
+        # or a proxy that dropped idle connections costs a reconnect, not an error page.
+        conn_health_checks=env_bool("CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -225,16 +235,47 @@ AUTH_PASSWORD_VALIDATORS = [
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"  # never served directly: every file goes through a team-scoped view
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where `collectstatic` (the release step) puts the files whitenoise serves.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+# Media (inputs, results, thumbnails): local disk under MEDIA_ROOT, or a private
+# S3-compatible bucket when STORAGE_URL or AWS_STORAGE_BUCKET_NAME is set (see
+# upscaler_site/storage.py for the format). In the bucket, readers get presigned links
+# that live AWS_QUERYSTRING_EXPIRE seconds (600 by default); nothing is ever public.
+_s3 = s3_options()
+# Where the browser loads images from (redirects to presigned links), and where the
+# sandboxes may fetch inputs: the bucket's own origins, nothing broader.
+STORAGE_ORIGINS = storage_origins(_s3) if _s3 else []
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "default": (
+        {"BACKEND": S3_BACKEND, "OPTIONS": _s3}
+        if _s3
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    # Production: hashed names (cached for ever by browsers, see whitenoise) and gzip and
+    # brotli copies, written by `collectstatic`; a page naming a file the release step did
+    # not collect fails at once rather than going out unstyled. Development serves the
+    # app folders as they are, with no collectstatic.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "upscaler_site.staticfiles.StaticFilesStorage"
+    },
 }
+# With media in the bucket, images and thumbnails are redirects to presigned links: the
+# browser follows them there, so the CSP lets images come from the bucket's origins.
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] += STORAGE_ORIGINS
 # Uploads above this spill to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # The form refuses files over MAX_UPLOAD_BYTES itself; this only caps the whole request.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 50
+# Inputs and results are deleted this many days after their job finished (a daily
+# schedule, jobs/retention.py); the job's row, history and cost stay. 0: kept for ever.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30)
+if RETENTION_DAYS < 0:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("RETENTION_DAYS must be 0 (keep for ever) or a number of days")
 
 # --- Upload limits (apply to every provider; each provider adds its own) ---------------
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
@@ -298,19 +339,7 @@ USE_TZ = True
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "portal@localhost")
 
-# --- Logging: plain lines on stderr, every line through the secret scrubber -------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"scrub": {"()": "jobs.scrub.ScrubFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}
-    },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        # httpx logs full request URLs at INFO; keep them out of the logs.
-        "httpx": {"level": "WARNING"},
-        "django.server": {"level": "WARNING"},
-    },
-}
+# --- Logging: one line per event on stderr, every line through the secret scrubber ------
+# LOG_FORMAT=json writes one JSON object per line (upscaler_site/logs.py says what is in it).
+LOG_FORMAT = log_format(env_str("LOG_FORMAT", "plain"))
+LOGGING = logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from jobs import files
 from jobs.errors import ProviderError, Refusal  # noqa: F401  (part of this interface)
 from jobs.imaging import ImageInfo, human_bytes
 
@@ -260,20 +261,32 @@ class HttpProvider(Provider):
 
     @property
     def input_links_reachable(self) -> bool:
-        """Whether the provider can fetch our signed input links: the sandbox always can,
-        a real provider only if PUBLIC_BASE_URL is not a loopback or private address."""
-        return self.is_sandbox or _publicly_reachable(settings.PUBLIC_BASE_URL)
+        """Whether the provider can fetch our input links: the sandbox always can, a real
+        provider only if they point to a public address: PUBLIC_BASE_URL (signed links),
+        or with media in a bucket, the bucket's endpoint (presigned links go there)."""
+        targets = files.bucket_origins() or [settings.PUBLIC_BASE_URL]
+        return self.is_sandbox or all(_publicly_reachable(url) for url in targets)
 
     def unreachable_link_refusal(self, image: ImageInfo, inline_max: int) -> Refusal:
         """The refusal for an image too big to send inline that the provider could not
         fetch by link either."""
         most = human_bytes((inline_max - 4096) * 3 // 4)
+        if files.in_bucket():
+            where = (
+                f"the media bucket: its endpoint ({files.bucket_origins()[0]}) is not a public "
+                "address. Use a smaller image, or ask an admin to move media to a bucket "
+                "providers can reach."
+            )
+        else:
+            where = (
+                f"this portal: PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) is not a public "
+                "address. Use a smaller image, or ask an admin to set PUBLIC_BASE_URL to the "
+                "portal's public address."
+            )
         return Refusal(
             f"This image ({human_bytes(image.size_bytes)}) is too large to send to {self.name} "
             f"inside the request (about {most} at most), and {self.name} cannot fetch it "
-            f"from this portal: PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) is not a public "
-            "address. Use a smaller image, or ask an admin to set PUBLIC_BASE_URL to the "
-            "portal's public address.",
+            f"from {where}",
             "input_unreachable",
         )
 

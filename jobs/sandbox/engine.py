@@ -4,8 +4,8 @@ with Pillow, expiring result links, webhook delivery. Each provider module
 
 The sandboxes are reachable by anyone who can reach the portal, so they are fenced: the
 network only through the one HTTP door (`jobs.http`) and only to the portal's own
-PUBLIC_BASE_URL (inputs) or its /hooks/ (webhooks); request bodies capped before they
-are read; every failed fetch worded the same.
+PUBLIC_BASE_URL or its configured media bucket (inputs) or its /hooks/ (webhooks);
+request bodies capped before they are read; every failed fetch worded the same.
 """
 
 import asyncio
@@ -28,8 +28,8 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from jobs import files, imaging
 from jobs import http as door
-from jobs import imaging
 from jobs.errors import ProviderError
 from jobs.sandbox.models import SandboxFaults, SandboxTask
 
@@ -169,12 +169,21 @@ def _read_at_most(stream, cap: int) -> bytes:
 
 
 def own_origin() -> door.Rules:
-    """Where a sandbox may connect: the portal's own PUBLIC_BASE_URL (scheme, host and
-    port), where our adapters' signed input links and webhooks live. Nothing else, not
-    even another port of the same host."""
+    """Where a sandbox may deliver webhooks (and, with `input_rules`, fetch inputs): the
+    portal's own PUBLIC_BASE_URL (scheme, host and port), where our webhooks and signed
+    input links live. Nothing else, not even another port of the same host."""
     return door.Rules(
         trusted_origins=frozenset({door.origin(settings.PUBLIC_BASE_URL)}), public=False
     )
+
+
+def input_rules() -> door.Rules:
+    """Where a sandbox may fetch an input: our own origin (the signed /inputs/ links) and,
+    with media in a bucket, the bucket's configured origins, since the adapters then send
+    presigned links straight to it (jobs.inbound.input_url). Each on its own scheme and
+    port only; nothing else."""
+    bucket = {door.origin(url) for url in files.bucket_origins()}
+    return door.Rules(trusted_origins=own_origin().trusted_origins | bucket, public=False)
 
 
 def is_our_hook(url) -> bool:
@@ -210,12 +219,13 @@ def _client() -> httpx.AsyncClient:
 
 def fetch_input(url: str, max_bytes: int = INPUT_MAX_BYTES) -> bytes:
     """Fetch an input image by URL, as the real provider would: through the door, from
-    our own origin only (redirects checked again), capped in size and time."""
+    our own origin or our bucket only (redirects checked again), capped in size and
+    time."""
 
     async def go():
         async with _client() as http:
             return await door.fetch(
-                http, "GET", url, own_origin(), max_bytes=max_bytes, deadline=FETCH_DEADLINE
+                http, "GET", url, input_rules(), max_bytes=max_bytes, deadline=FETCH_DEADLINE
             )
 
     try:

@@ -151,7 +151,7 @@ def portal(tmp_path_factory):
     portal.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed after each module: see pytest_collection_modifyitems
 def browser():
     if not CHROMIUM:
         pytest.skip("no chromium on this machine (apt-get install chromium)")

@@ -246,10 +246,11 @@ print(team.pk)
 
 
 @pytest.fixture(scope="module")
-def production_web(portal, tmp_path_factory):
+def production_web(portal, tmp_path_factory, collected_static):
     """The same portal's web side in production mode (DEBUG off), for what only production
-    shows: the branded error pages. Plain http on loopback, so the HTTPS settings are
-    switched off; --insecure lets runserver serve the static files."""
+    shows: the branded error pages. Served as in production, by gunicorn with its checked-in
+    config and the static files the release step collected (whitenoise); plain http on
+    loopback, so the HTTPS settings are switched off."""
     port = free_port()
     env = {
         **portal.env,
@@ -258,10 +259,13 @@ def production_web(portal, tmp_path_factory):
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "SECURE_HSTS_SECONDS": "0",
+        "STATIC_ROOT": str(collected_static),
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
     }
     log = (tmp_path_factory.mktemp("production") / "web.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "upscaler_site.wsgi"],
         cwd=ROOT,
         env=env,
         stdout=log,

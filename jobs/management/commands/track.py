@@ -1,8 +1,11 @@
+import logging
 import signal
 
 from django.core.management.base import BaseCommand
 
 from jobs.tracker import Tracker
+
+log = logging.getLogger("jobs.tracker")
 
 
 class Command(BaseCommand):
@@ -17,5 +20,5 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        self.stdout.write("Tracker running.")
+        log.info("Tracker running.")  # a log line, in the format LOG_FORMAT names
         Tracker().run_forever(stop=lambda: stopping)
