@@ -246,3 +246,17 @@ def s3_server(tmp_path_factory):
     from tests.s3 import serve
 
     yield from serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def empty_broker_queue_at_the_end():
+    """Tasks queued by tests that never had a cluster to run them: gone with the run."""
+    yield
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(f"django_q:{settings.Q_CLUSTER['name']}*"):
+            client.delete(key)

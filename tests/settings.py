@@ -7,6 +7,9 @@ import secrets
 os.environ.setdefault("SECRET_KEY", "test-" + secrets.token_urlsafe(50))
 os.environ.setdefault("SANDBOX_ENABLED", "true")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+# A broker queue of this test process's own: tasks the tests queue without a cluster to
+# take them must not pile up where another run (or xdist worker) counts them.
+os.environ["Q_CLUSTER_NAME"] = "tests-" + secrets.token_hex(4)
 
 from upscaler_site.settings import *  # noqa: E402, F403
 

@@ -74,7 +74,7 @@ def test_two_machines_share_the_work_and_survive_losing_one(stack):
     assert len(made) == JOBS and refused == 0
 
     # Midway: machine A loses its cluster (supervisor and workers) and its tracker.
-    wait_for(lambda: len(unfinished(stack)) <= JOBS * 3 // 4, 120, "no progress", pause=1)
+    wait_for(lambda: len(unfinished(stack)) <= JOBS - 10, 300, "no progress", pause=1)
     cluster_a = stack.procs["a-cluster"]
     group = children(cluster_a.pid)[0]
     cluster_a.send_signal(signal.SIGKILL)
@@ -82,7 +82,7 @@ def test_two_machines_share_the_work_and_survive_losing_one(stack):
     stack.procs["a-tracker"].send_signal(signal.SIGKILL)
     killed_at = time.time()
 
-    wait_for(lambda: unfinished(stack) == [], 240, "jobs still unfinished", pause=2)
+    wait_for(lambda: unfinished(stack) == [], 400, "jobs still unfinished", pause=2)
     outcome = verdict(stack)
     found = {k: v for k, v in problems(outcome, made).items() if v}
     jobs = outcome["jobs"]
