@@ -6,7 +6,12 @@ class JobsConfig(AppConfig):
     verbose_name = "Upscaling jobs"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
         from django_q.signals import post_execute_in_worker, pre_execute
+
+        from jobs.tasks import route_schedules
+
+        post_migrate.connect(route_schedules, sender=self, dispatch_uid="jobs.route_schedules")
 
         from jobs import scrub, watchdog
 

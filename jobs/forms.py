@@ -1,5 +1,8 @@
+import datetime
+
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from jobs.models import Job
 from jobs.providers import all_providers, provider_choices
@@ -45,20 +48,26 @@ class HistoryFilter(forms.Form):
     q = forms.CharField(required=False, label="File name")
     state = forms.ChoiceField(required=False, label="Status")
     provider = forms.ChoiceField(required=False)
+    team = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     person = forms.ModelChoiceField(queryset=None, required=False, empty_label="Anyone")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput({"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput({"type": "date"}))
 
     def __init__(self, *args, teams, **kwargs):
+        """teams: the user's teams, already fetched (a list): the page reads them once."""
         super().__init__(*args, **kwargs)
         self.fields["state"].choices = [("", "Any status"), *Job.State.choices]
         self.fields["provider"].choices = [("", "Any provider"), *provider_choices()]
         self.fields["person"].queryset = (
             get_user_model()
-            .objects.filter(memberships__team__in=teams)
+            .objects.filter(memberships__team__in=[t.pk for t in teams])
             .distinct()
             .order_by("username")
         )
+        if len(teams) > 1:
+            self.fields["team"].choices = [("", "Any team"), *((t.pk, t.name) for t in teams)]
+        else:  # nothing to choose
+            del self.fields["team"]
 
     def filter(self, jobs):
         if not self.is_valid():
@@ -72,8 +81,16 @@ class HistoryFilter(forms.Form):
             jobs = jobs.filter(provider=data["provider"])
         if data["person"]:
             jobs = jobs.filter(created_by=data["person"])
+        if data.get("team"):
+            jobs = jobs.filter(team_id=data["team"])
+        # Days as a range of created_at (in the portal's time zone), not `created_at__date`:
+        # a function of the column would keep the database from using its index.
         if data["since"]:
-            jobs = jobs.filter(created_at__date__gte=data["since"])
+            jobs = jobs.filter(created_at__gte=day_start(data["since"]))
         if data["until"]:
-            jobs = jobs.filter(created_at__date__lte=data["until"])
+            jobs = jobs.filter(created_at__lt=day_start(data["until"] + datetime.timedelta(1)))
         return jobs
+
+
+def day_start(day: datetime.date) -> datetime.datetime:
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))

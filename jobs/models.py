@@ -137,7 +137,12 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [
-            models.Index(fields=["team", "-created_at"], name="job_team_recent"),
+            # History, newest first, a page at a time from a (created_at, id) cursor: one
+            # team's jobs, and all of them (a user in most teams; staff).
+            models.Index(fields=["team", "-created_at", "-id"], name="job_team_history"),
+            models.Index(fields=["-created_at", "-id"], name="job_history"),
+            # PostgreSQL also has job_name_trgm, the trigram index for searching names
+            # (migration 0012: PostgreSQL only, so it is not declared here).
             models.Index(fields=["state", "next_poll_at"], name="job_due_polls"),
             models.Index(fields=["state", "lease_expires_at"], name="job_leases"),
             models.Index(

@@ -334,8 +334,10 @@ def fetch_failed(job: Job, err: ProviderError) -> None:
 
 
 def store_result(job: Job, data: bytes) -> None:
+    """Store a result, measured but not decoded: nothing heavy on the way to `succeeded`
+    (its thumbnail is made the first time someone looks: `output_thumb`)."""
     try:
-        info = imaging.inspect_result(data, settings.MAX_RESULT_PIXELS)
+        info = imaging.measure_result(data, settings.MAX_RESULT_PIXELS)
     except imaging.ImageRefused as refusal:
         lifecycle.fail(
             job.pk,
@@ -347,9 +349,6 @@ def store_result(job: Job, data: bytes) -> None:
     key = uuid.uuid4().hex
     month = timezone.now().strftime("%Y/%m")
     output = default_storage.save(f"outputs/{month}/{key}.{info.extension}", ContentFile(data))
-    thumb = default_storage.save(
-        f"thumbs/{month}/{key}-out.webp", ContentFile(imaging.thumbnail(data))
-    )
     moved = lifecycle.move(
         job.pk,
         [State.FETCHING],
@@ -357,7 +356,6 @@ def store_result(job: Job, data: bytes) -> None:
         f"Stored the {info.width}x{info.height} {info.format} result "
         f"({imaging.human_bytes(info.size_bytes)}).",
         output_file=output,
-        output_thumb=thumb,
         output_format=info.format,
         output_width=info.width,
         output_height=info.height,
@@ -366,7 +364,24 @@ def store_result(job: Job, data: bytes) -> None:
     )
     if not moved:  # canceled, or another worker stored it first: keep nothing
         default_storage.delete(output)
-        default_storage.delete(thumb)
+
+
+def output_thumb(job: Job) -> str:
+    """The stored name of the result's thumbnail, made (once) the first time it is asked
+    for. Two requests racing both make one; the first to record it wins and the other's
+    file is deleted."""
+    if job.output_thumb:
+        return job.output_thumb.name
+    with job.output_file.open("rb") as stream:
+        data = imaging.thumbnail(stream)
+    name = default_storage.save(
+        job.output_file.name.replace("outputs/", "thumbs/", 1).rsplit(".", 1)[0] + "-out.webp",
+        ContentFile(data),
+    )
+    if Job.objects.filter(pk=job.pk, output_thumb="").update(output_thumb=name):
+        return name
+    default_storage.delete(name)
+    return Job.objects.values_list("output_thumb", flat=True).get(pk=job.pk)
 
 
 # --- cancel ----------------------------------------------------------------------------------

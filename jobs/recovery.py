@@ -50,7 +50,8 @@ def run(tracker) -> Counter:
     now = timezone.now()
     take_over_submits(tracker, now, counts)
     take_over_downloads(now, counts)
-    resend_lost(tracker, now, counts)
+    resend_lost(tracker, now, counts, State.QUEUED, "submit")
+    resend_lost(tracker, now, counts, State.FETCHING, "finish")
     return counts
 
 
@@ -205,26 +206,24 @@ def take_over_downloads(now, counts: Counter) -> None:
 
 
 # --- lost tasks -----------------------------------------------------------------------------------
-def resend_lost(tracker, now, counts: Counter) -> None:
+def resend_lost(tracker, now, counts: Counter, state: str, queue: str) -> None:
     """Send again the tasks of waiting jobs that can be nowhere in the broker.
 
-    A waiting job (queued, or fetching with nobody downloading) was handed to the broker
-    at `enqueued_at`. If the broker holds N tasks, they are the N most recently handed
-    over (a FIFO list), so at most the N most recently handed-over waiting jobs can still
-    be in it: any older one, handed over more than REQUEUE_AFTER_SECONDS ago (time for a
-    cluster to start it), lost its task. When the broker is empty (N = 0) that is every
-    such job; while 500 submits legitimately wait in Redis, it is none of them, so a busy
-    broker gets no duplicates. Those that slip through (a task sitting in a cluster's
-    small local queue) find nothing to claim, and are not sent again for another
-    REQUEUE_AFTER_SECONDS."""
+    A waiting job (queued, or fetching with nobody downloading: each has its own queue)
+    was handed to the broker at `enqueued_at`. If its queue holds N tasks, they are the
+    N most recently handed over (a FIFO list), so at most the N most recently handed-
+    over waiting jobs can still be in it: any older one, handed over more than
+    REQUEUE_AFTER_SECONDS ago (time for a cluster to start it), lost its task. When the
+    broker is empty (N = 0) that is every such job; while 500 submits legitimately wait
+    in Redis, it is none of them, so a busy broker gets no duplicates. Those that slip
+    through (a task sitting in a cluster's small local queue) find nothing to claim, and
+    are not sent again for another REQUEUE_AFTER_SECONDS."""
     cutoff = now - timezone.timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
-    waiting = Job.objects.filter(
-        state__in=[State.QUEUED, State.FETCHING], next_poll_at__isnull=True, lease_owner=""
-    )
+    waiting = Job.objects.filter(state=state, next_poll_at__isnull=True, lease_owner="")
     old = Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True)
     if not waiting.filter(old).exists():  # the usual answer, from the index alone
         return
-    backlog = tracker.backlog()
+    backlog = tracker.backlog(queue)
     if backlog is None:
         return  # the broker cannot be reached: nothing could be sent anyway
     may_be_in_broker = max(backlog - waiting.exclude(old).count(), 0) if backlog else 0

@@ -1,19 +1,41 @@
 """django-q2 entry points. They take ids only (async_task swallows keyword arguments
 such as `timeout` or `group`) and leave the real work to `jobs.pipeline`."""
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+# Housekeeping schedules run on their own queue (see `route_schedules`).
+HOUSEKEEPING_SCHEDULES = ("jobs.sweep", "purge-expired-files")
 
-def _after_commit(func: str, job_ids) -> None:
+
+def send(func: str, *args, queue: str) -> None:
+    """Queue `func(*args)` on one of the queues by kind (settings.TASK_QUEUES)."""
+    async_task(func, *args, cluster=settings.TASK_QUEUES[queue])
+
+
+def _after_commit(func: str, job_ids, queue: str) -> None:
     ids = list(job_ids)
 
-    def send():
+    def go():
         for job_id in ids:
-            async_task(func, job_id)
+            send(func, job_id, queue=queue)
 
-    transaction.on_commit(send)
+    transaction.on_commit(go)
+
+
+def route_schedules(**kwargs) -> int:
+    """Point the housekeeping schedules at the housekeeping queue's cluster: only its
+    scheduler then runs them, and their tasks wait behind no job. Run after every
+    migrate (the queue's name comes from the environment)."""
+    from django_q.models import Schedule
+
+    return (
+        Schedule.objects.filter(name__in=HOUSEKEEPING_SCHEDULES)
+        .exclude(cluster=settings.TASK_QUEUES["house"])
+        .update(cluster=settings.TASK_QUEUES["house"])
+    )
 
 
 def enqueue_submit(job_ids, mark=True) -> None:
@@ -22,7 +44,7 @@ def enqueue_submit(job_ids, mark=True) -> None:
         from jobs.models import Job
 
         Job.objects.filter(pk__in=job_ids).update(enqueued_at=timezone.now())
-    _after_commit("jobs.tasks.submit_job", job_ids)
+    _after_commit("jobs.tasks.submit_job", job_ids, "submit")
 
 
 def enqueue_finish(job_id: int, mark=True) -> None:
@@ -32,11 +54,12 @@ def enqueue_finish(job_id: int, mark=True) -> None:
         from jobs.models import Job
 
         Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
-    _after_commit("jobs.tasks.finish_job", [job_id])
+    _after_commit("jobs.tasks.finish_job", [job_id], "finish")
 
 
 def enqueue_poll(job_id: int) -> None:
-    _after_commit("jobs.tasks.poll_job", [job_id])
+    # A webhook's confirming poll is quick and leads to a download: the finish queue.
+    _after_commit("jobs.tasks.poll_job", [job_id], "finish")
 
 
 def submit_job(job_id: int) -> None:
@@ -72,5 +95,5 @@ def purge_expired() -> dict:
 
     report = retention.purge(timezone.now(), time_limit=settings.TASK_TIMEOUT / 2)
     if report.more:
-        async_task("jobs.tasks.purge_expired")
+        send("jobs.tasks.purge_expired", queue="house")
     return report.as_dict()

@@ -102,7 +102,7 @@ class Tracker:
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.client = None
-        self.broker = None
+        self.brokers = {}  # queue kind -> broker
         self.owner = leases.new_owner()  # holds the leases of submits it is resolving
         self.recovered = Counter(requeued=0, stopped=0)
         self._recover_at = 0.0
@@ -143,16 +143,16 @@ class Tracker:
         except Exception:  # polling goes on; the next round tries again
             log.exception("recovering lost work failed")
 
-    def backlog(self) -> int | None:
-        """Tasks waiting in the broker (LLEN on Redis, a COUNT on the ORM broker), or
-        None when it cannot be reached."""
+    def backlog(self, queue: str = "submit") -> int | None:
+        """Tasks waiting in one queue of the broker (LLEN on Redis, a COUNT on the ORM
+        broker), or None when it cannot be reached."""
         try:
-            if self.broker is None:
-                self.broker = get_broker()
-            return self.broker.queue_size()
+            if queue not in self.brokers:
+                self.brokers[queue] = get_broker(settings.TASK_QUEUES[queue])
+            return self.brokers[queue].queue_size()
         except Exception:
             log.warning("could not read the broker's queue size", exc_info=True)
-            self.broker = None
+            self.brokers.pop(queue, None)
             return None
 
     def lookup(self, jobs: list[Job]) -> list:

@@ -1,14 +1,16 @@
 import uuid
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponseGone
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from billing.models import LedgerEntry
 from billing.teams import teams_of
 from jobs import files, intake, pipeline, quotes, stats
+from jobs import history as history_pages
 from jobs.forms import (
     HistoryFilter,
     all_options_from,
@@ -18,12 +20,11 @@ from jobs.forms import (
 from jobs.imaging import CONTENT_TYPES
 from jobs.models import Job
 
-PAGE_SIZE = 25
 
-
-def _job(request, pk) -> Job:
-    """A job of one of the user's teams, or 404: other teams' jobs do not exist."""
-    return get_object_or_404(Job.objects.for_user(request.user), pk=pk)
+def _job(request, pk, *related) -> Job:
+    """A job of one of the user's teams, or 404: other teams' jobs do not exist.
+    `related`: what the page shows of it, fetched in the same query."""
+    return get_object_or_404(Job.objects.for_user(request.user).select_related(*related), pk=pk)
 
 
 def _gone(job: Job) -> HttpResponseGone:
@@ -41,7 +42,7 @@ def _team(request, team_id):
 @login_required
 @require_http_methods(["GET", "POST"])
 def upload(request):
-    teams = teams_of(request.user)
+    teams = list(teams_of(request.user))  # once: the team picker and the budget
     ctx = {"teams": teams, "errors": [], "created": []}
     if request.method == "POST":
         choices = provider_choices_from(request.POST)
@@ -69,7 +70,7 @@ def upload(request):
         ctx["preview"] = quotes.preview([], [], team=team)
         return render(request, "jobs/upload.html", ctx, status=422)
     ctx["panels"] = provider_panels(["local"])
-    ctx["preview"] = quotes.preview([], [], team=teams.first())
+    ctx["preview"] = quotes.preview([], [], team=teams[0] if teams else None)
     return render(request, "jobs/upload.html", ctx)
 
 
@@ -90,48 +91,82 @@ def preview(request):
 @login_required
 @require_GET
 def history(request):
-    teams = teams_of(request.user)
+    # The user's teams once: their ids scope the jobs (`team_id IN (...)`, which the
+    # (team, -created_at, -id) index serves; a join through memberships would not),
+    # their names make the Team filter.
+    teams = list(teams_of(request.user))
     form = HistoryFilter(request.GET or None, teams=teams)
     jobs = (
-        Job.objects.for_user(request.user)
+        Job.objects.filter(team_id__in=[t.pk for t in teams])
         .select_related("created_by", "price_book")
-        .prefetch_related("ledger")  # the Cost column: a job's charge, without a query a row
+        # The Cost column: the page's charges in one query, not one a row.
+        .prefetch_related(Prefetch("ledger", LedgerEntry.objects.filter(kind="charge")))
     )
     jobs = form.filter(jobs)
     batch = request.GET.get("batch")
+    count = None
     if batch:
         try:
             jobs = jobs.filter(batch=uuid.UUID(batch))
         except ValueError:
             jobs = jobs.none()
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+        count = jobs.count()  # one submission's jobs: a handful, through the batch index
+    page = history_pages.page(
+        jobs, older=request.GET.get("older", ""), newer=request.GET.get("newer", "")
+    )
+    if page.complete:
+        count = len(page.jobs)
     query = request.GET.copy()
-    query.pop("page", None)
-    ctx = {"form": form, "page": page, "query": query.urlencode(), "batch": batch}
+    for name in ("older", "newer", "page"):  # "page": links from before cursors
+        query.pop(name, None)
+    ctx = {
+        "form": form,
+        "page": page,
+        "count": count,
+        "newest_url": f"?{query.urlencode()}",
+        "older_url": _with(query, older=page.older),
+        "newer_url": _with(query, newer=page.newer),
+        "batch": batch,
+    }
     template = "jobs/history.html"
     if request.htmx and request.htmx.target == "results":
         template += "#results"
     return render(request, template, ctx)
 
 
+def _with(query, **cursor) -> str:
+    """The History URL with these filters and one cursor ("" when there is no cursor)."""
+    ((name, value),) = cursor.items()
+    if not value:
+        return ""
+    query = query.copy()
+    query[name] = value
+    return f"?{query.urlencode()}"
+
+
 @login_required
 @require_GET
 def row(request, pk):
-    return render(request, "jobs/_row.html", {"job": _job(request, pk)})
+    job = _job(request, pk, "created_by", "price_book")
+    return render(request, "jobs/_row.html", {"job": job})
 
 
 @login_required
 @require_GET
 def detail(request, pk):
-    job = _job(request, pk)
+    job = _job(request, pk, "team", "created_by", "price_book", "billing_resolved_by")
     ctx = {
         "job": job,
         "events": job.events.all(),
         "cost": quotes.cost(job),
-        "panels": provider_panels([job.provider], {job.provider: job.options}),
-        "siblings": Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
-        .exclude(pk=job.pk)
-        .exists(),
+        # Lazy (the template calls them): only the full page shows them, not the live
+        # fragment polled every 2 s.
+        "panels": lambda: provider_panels([job.provider], {job.provider: job.options}),
+        "siblings": lambda: (
+            Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
+            .exclude(pk=job.pk)
+            .exists()
+        ),
     }
     template = "jobs/detail.html"
     if request.htmx and request.htmx.target == "live":
@@ -146,6 +181,11 @@ def image(request, pk, which, kind):
     if job.files_expired_at:
         return _gone(job)
     field = getattr(job, f"{which}_{'thumb' if kind == 'thumb' else 'file'}")
+    if which == "output" and kind == "thumb" and not field and job.output_file:
+        # Results get their thumbnail the first time someone looks, not on the way to
+        # `succeeded` (see pipeline.store_result).
+        field = job.output_thumb
+        field.name = pipeline.output_thumb(job)
     if not field:
         raise Http404("No such image yet")
     if kind == "thumb":

@@ -83,44 +83,51 @@ class Verdict:
         )
 
 
-def waiting_work() -> tuple[int, float]:
-    """(how many, how long the oldest has waited in seconds, 0 if unknown) of the work
-    that is due: tasks the broker holds, and queued jobs (their task may sit in a frozen
+def _waiting_jobs(kind: str):
+    """Jobs whose task waits on the queue of `kind` (their task may sit in a frozen
     cluster's local queue, where the broker no longer sees it)."""
-    from django_q.brokers import get_broker
-
     from jobs.models import Job
 
+    now = timezone.now()
+    due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+    if kind == "submit":
+        return Job.objects.filter(due, state=Job.State.QUEUED, enqueued_at__isnull=False)
+    if kind == "finish":  # waiting for a download nobody has started
+        return Job.objects.filter(
+            due, state=Job.State.FETCHING, enqueued_at__isnull=False, lease_owner=""
+        )
+    return Job.objects.none()
+
+
+def waiting_work(kind: str = "submit") -> tuple[int, float]:
+    """(how many, how long the oldest has waited in seconds, 0 if unknown) of the work
+    that is due on the queue of `kind`: tasks the broker holds, and jobs waiting."""
+    from django_q.brokers import get_broker
+
     try:
-        in_broker = get_broker().queue_size() or 0
+        in_broker = get_broker(settings.TASK_QUEUES[kind]).queue_size() or 0
     except Exception:  # a broker that does not answer is /healthz's business  # noqa: BLE001
         in_broker = 0
     now = timezone.now()
-    queued = (
-        Job.objects.filter(state=Job.State.QUEUED, enqueued_at__isnull=False)
-        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
-        .aggregate(count=Count("pk"), oldest=Min("enqueued_at"))
-    )
-    oldest = (now - queued["oldest"]).total_seconds() if queued["oldest"] else 0.0
-    return in_broker + queued["count"], max(oldest, 0.0)
+    jobs = _waiting_jobs(kind).aggregate(count=Count("pk"), oldest=Min("enqueued_at"))
+    oldest = (now - jobs["oldest"]).total_seconds() if jobs["oldest"] else 0.0
+    return in_broker + jobs["count"], max(oldest, 0.0)
 
 
-def resend_waiting() -> int:
-    """Send the submit task of every waiting queued job again: after a cluster was
-    killed, their tasks may have been in its memory (Redis hands a task over without an
-    acknowledgement). A duplicate is harmless: only one claim of a job can succeed."""
+def resend_waiting(kind: str = "submit") -> int:
+    """Send the task of every job waiting on the queue of `kind` again: after a cluster
+    was killed, their tasks may have been in its memory (Redis hands a task over without
+    an acknowledgement). A duplicate is harmless: only one claim of a job succeeds."""
     from jobs import tasks
-    from jobs.models import Job
 
-    now = timezone.now()
-    ids = list(
-        Job.objects.filter(state=Job.State.QUEUED)
-        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
-        .values_list("pk", flat=True)[:5000]
-    )
-    tasks.enqueue_submit(ids)
+    ids = list(_waiting_jobs(kind).values_list("pk", flat=True)[:5000])
+    if kind == "submit":
+        tasks.enqueue_submit(ids)
+    else:
+        for job_id in ids:
+            tasks.enqueue_finish(job_id)
     if ids:
-        log.warning("sent the submit task of %d waiting jobs again", len(ids))
+        log.warning("sent the %s task of %d waiting jobs again", kind, len(ids))
     return len(ids)
 
 
@@ -135,26 +142,28 @@ def _alive(pid: int) -> bool:
 
 
 class ClusterWatch:
-    """Runs `manage.py qcluster` as a child and restarts it when it is frozen or dead."""
+    """One queue's `qcluster`, run as a child and restarted when it is frozen or dead."""
 
-    def __init__(self, manage: list[str]):
+    def __init__(self, manage: list[str], kind: str, folder: Path | None = None):
         self.manage = manage
-        self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        self.runs = Path(settings.VAR_DIR) / "run"
-        self.state = self.runs / f"cluster-{socket.gethostname()}-{os.getpid()}"
+        self.kind = kind
+        self.queue = settings.TASK_QUEUES[kind]
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{kind}"
+        folder = folder or Path(settings.VAR_DIR) / "run" / supervisor_folder_name()
+        self.state = folder / kind
         self.child: subprocess.Popen | None = None
         self.started_at = 0.0
         self.waiting_since: float | None = None
         self.restarts = 0
         self.fruitless = 0  # restarts in a row after which no task started
-        self.stopping = False
 
     # --- the child ---------------------------------------------------------------------
     def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         for stale in self.state.iterdir():
             stale.unlink(missing_ok=True)
-        env = {**os.environ, STATE_ENV: str(self.state)}
+        # Q_CLUSTER_NAME picks the queue (django-q2's ALT_CLUSTERS; see settings).
+        env = {**os.environ, STATE_ENV: str(self.state), "Q_CLUSTER_NAME": self.queue}
         # Its own process group, so a frozen cluster is killed whole, workers included;
         # and it is told to stop if this supervisor dies.
         self.child = subprocess.Popen(
@@ -166,20 +175,6 @@ class ClusterWatch:
         (self.state / "group").write_text(str(self.child.pid))
         self.started_at = time.monotonic()
         self.waiting_since = None
-
-    def bury_orphans(self) -> None:
-        """Kill the clusters of supervisors on this machine that were killed themselves
-        (SIGKILL leaves their qcluster's workers running on their own)."""
-        host = socket.gethostname()
-        for folder in self.runs.glob(f"cluster-{host}-*"):
-            pid = int(folder.name.rsplit("-", 1)[1])
-            if pid == os.getpid() or _alive(pid):
-                continue
-            with suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-                group = int((folder / "group").read_text())
-                os.killpg(group, signal.SIGKILL)
-                log.warning("cluster %s: killed the orphaned cluster of %s", self.instance, pid)
-            _remove(folder)
 
     def kill(self, grace: float) -> None:
         """SIGTERM the child's group, then SIGKILL what is left after `grace` seconds (a
@@ -200,7 +195,7 @@ class ClusterWatch:
         log.error("cluster %s: %s; restarting it (restart %d)", self.instance, why, self.restarts)
         self.kill(grace=0 if "frozen" in why else 10)
         self.start()
-        resend_waiting()
+        resend_waiting(self.kind)
 
     # --- measuring ---------------------------------------------------------------------
     def last_start_age(self) -> float:
@@ -222,7 +217,7 @@ class ClusterWatch:
         return busy
 
     def measure(self) -> Verdict:
-        waiting, oldest = waiting_work()
+        waiting, oldest = waiting_work(self.kind)
         now = time.monotonic()
         if waiting:
             self.waiting_since = self.waiting_since or now
@@ -231,7 +226,7 @@ class ClusterWatch:
         # Seen waiting by us, or known to have waited longer by its job's own clock.
         seen = now - self.waiting_since if self.waiting_since else 0.0
         waiting_for = max(seen, oldest) if waiting else 0.0
-        workers = settings.Q_CLUSTER["workers"]
+        workers = settings.QUEUE_WORKERS[self.kind]
         busy = self.busy_workers()
         age = self.last_start_age()
         # A cluster restarted again and again without starting anything is not helped by
@@ -248,7 +243,6 @@ class ClusterWatch:
             defaults={"beat_at": timezone.now(), "detail": asdict(verdict)},
         )
 
-    # --- the loop ----------------------------------------------------------------------
     def check(self) -> None:
         if self.child.poll() is not None:
             self.restart(f"qcluster exited with status {self.child.returncode}")
@@ -264,6 +258,42 @@ class ClusterWatch:
             self.restart(f"frozen ({verdict.describe()})")
             self.fruitless += 1
 
+    def forget(self) -> None:
+        from jobs.models import Heartbeat
+
+        with suppress(Exception):  # a database that is gone has nothing to clean
+            Heartbeat.objects.filter(name=f"cluster:{self.instance}").delete()
+        _remove(self.state)
+
+
+def supervisor_folder_name(pid: int | None = None) -> str:
+    return f"cluster-{socket.gethostname()}-{pid or os.getpid()}"
+
+
+class Supervisor:
+    """`manage.py cluster`: one watched qcluster per queue (submit, finish, house)."""
+
+    def __init__(self, manage: list[str], kinds=None):
+        self.runs = Path(settings.VAR_DIR) / "run"
+        self.folder = self.runs / supervisor_folder_name()
+        kinds = kinds or list(settings.TASK_QUEUES)
+        self.watches = [ClusterWatch(manage, kind, self.folder) for kind in kinds]
+        self.stopping = False
+
+    def bury_orphans(self) -> None:
+        """Kill the clusters of supervisors on this machine that were killed themselves
+        (SIGKILL leaves their qclusters' workers running on their own)."""
+        for folder in self.runs.glob(supervisor_folder_name("*")):
+            pid = int(folder.name.rsplit("-", 1)[1])
+            if pid == os.getpid() or _alive(pid):
+                continue
+            for group_file in folder.glob("*/group"):
+                with suppress(ValueError, ProcessLookupError, PermissionError):
+                    os.killpg(int(group_file.read_text()), signal.SIGKILL)
+                    log.warning("killed the orphaned %s cluster of %s", group_file.parent.name, pid)
+                _remove(group_file.parent)
+            _remove(folder)
+
     def run(self) -> None:
         def stop(*_):
             self.stopping = True
@@ -272,31 +302,38 @@ class ClusterWatch:
         signal.signal(signal.SIGTERM, stop)
         self.runs.mkdir(parents=True, exist_ok=True)
         self.bury_orphans()
-        self.start()
-        log.info("cluster %s: supervising qcluster (pid %s)", self.instance, self.child.pid)
+        from jobs.tasks import route_schedules
+
+        with suppress(Exception):  # the schedules' queue; migrate does it too
+            route_schedules()
+        for watch in self.watches:
+            watch.start()
+            log.info("cluster %s: supervising qcluster (pid %s)", watch.instance, watch.child.pid)
         try:
             while not self.stopping:
                 time.sleep(settings.CLUSTER_CHECK_SECONDS)  # the supervisor's own pace
-                if self.stopping:
-                    break
-                try:
-                    self.check()
-                except Exception:  # noqa: BLE001 - a bad check must not stop supervision
-                    log.exception("cluster %s: check failed", self.instance)
+                for watch in self.watches:
+                    if self.stopping:
+                        break
+                    try:
+                        watch.check()
+                    except Exception:  # noqa: BLE001 - a bad check must not stop supervision
+                        log.exception("cluster %s: check failed", watch.instance)
                 close_old_connections()
         finally:
-            self.kill(grace=15)
-            from jobs.models import Heartbeat
-
-            with suppress(Exception):  # a database that is gone has nothing to clean
-                Heartbeat.objects.filter(name=f"cluster:{self.instance}").delete()
-            _remove(self.state)
+            for watch in self.watches:
+                watch.kill(grace=15)
+                watch.forget()
+            _remove(self.folder)
 
 
 def _remove(folder: Path) -> None:
     with suppress(OSError):
         for leftover in folder.iterdir():
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():
+                _remove(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
         folder.rmdir()
 
 

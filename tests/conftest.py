@@ -248,15 +248,30 @@ def s3_server(tmp_path_factory):
     yield from serve(tmp_path_factory)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def empty_broker_queue_at_the_end():
-    """Tasks queued by tests that never had a cluster to run them: gone with the run."""
-    yield
+def _empty_redis_queues():
     from django.conf import settings
 
     if settings.REDIS_URL:
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        for key in client.scan_iter(f"django_q:{settings.Q_CLUSTER['name']}*"):
+        for key in client.scan_iter(f"django_q:{settings.TASK_QUEUE_PREFIX}*"):
             client.delete(key)
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_broker_queues():
+    """Each test starts with this process's broker queues empty, as its database starts
+    empty: tasks an earlier test queued without a cluster to run them would otherwise
+    count as a backlog (jobs.recovery.resend_lost then rightly re-sends nothing). The
+    ORM broker's queue is a table, emptied with the test's transaction."""
+    _empty_redis_queues()
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def empty_broker_queue_at_the_end():
+    """Tasks queued by tests that never had a cluster to run them: gone with the run."""
+    yield
+    _empty_redis_queues()

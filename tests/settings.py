@@ -9,7 +9,7 @@ os.environ.setdefault("SANDBOX_ENABLED", "true")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 # A broker queue of this test process's own: tasks the tests queue without a cluster to
 # take them must not pile up where another run (or xdist worker) counts them.
-os.environ["Q_CLUSTER_NAME"] = "tests-" + secrets.token_hex(4)
+os.environ["TASK_QUEUE_PREFIX"] = "tests-" + secrets.token_hex(4)
 
 from upscaler_site.settings import *  # noqa: E402, F403
 

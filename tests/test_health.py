@@ -53,7 +53,7 @@ def test_a_silent_supervisor_or_tracker_makes_it_fail(client, everything_running
     status, body = get(client, "/healthz")
     assert status == 503
     tracker = body["checks"]["tracker"]
-    assert tracker["ok"] is False and tracker["heartbeat_age_s"] == 60.0
+    assert tracker["ok"] is False and tracker["heartbeat_age_s"] >= 60
     assert body["checks"]["cluster"]["ok"] is False
 
 

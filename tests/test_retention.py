@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from billing.models import LedgerEntry
-from jobs import intake, retention, tasks
+from jobs import intake, pipeline, retention, tasks
 from jobs.imaging import human_bytes
 from jobs.models import Job
 
@@ -42,6 +42,7 @@ def finished(make_job, owner, team, clock):
     def make(days_ago, **kwargs):
         job = make_job(owner, team, **kwargs)
         assert job.state == Job.State.SUCCEEDED
+        pipeline.output_thumb(job)  # as when someone first looked at the result
         Job.objects.filter(pk=job.pk).update(
             finished_at=clock.now - datetime.timedelta(days=days_ago)
         )
@@ -56,7 +57,8 @@ def names(job) -> list[str]:
 
 
 def stored(name_list) -> list[bool]:
-    return [default_storage.exists(name) for name in name_list]
+    # "" (a file not made yet, e.g. a result's thumbnail nobody looked at) is not stored.
+    return [bool(name) and default_storage.exists(name) for name in name_list]
 
 
 # --- purge ---------------------------------------------------------------------------------
@@ -114,6 +116,7 @@ def test_a_shared_input_stays_while_a_job_within_retention_uses_it(
     # "Run again" reuses the original's input file.
     with inline_tasks():
         (again,) = intake.rerun(original, user=owner, choices=[("local", {"scale": 3})])
+    pipeline.output_thumb(Job.objects.get(pk=again.pk))
     again.refresh_from_db()
     assert again.input_file.name == original.input_file.name
     clock.advance(days=20)  # the original finished 40 days ago, the rerun 20
@@ -149,6 +152,8 @@ def test_an_input_shared_by_a_batch_is_deleted_and_counted_once(owner, team, clo
     Job.objects.filter(pk__in=[j.pk for j in jobs]).update(
         finished_at=clock.now - datetime.timedelta(days=31)
     )
+    for job in jobs:
+        pipeline.output_thumb(Job.objects.get(pk=job.pk))  # both results were looked at
     first, second = (Job.objects.get(pk=j.pk) for j in jobs)
     assert first.input_file.name == second.input_file.name
 
@@ -319,6 +324,7 @@ def test_the_spend_page_shows_each_teams_stored_bytes(
     original = finished(3, name="kept.png")
     with inline_tasks():
         (again,) = intake.rerun(original, user=owner, choices=[("local", {"scale": 3})])
+    pipeline.output_thumb(Job.objects.get(pk=again.pk))
     again.refresh_from_db()
     theirs = make_job(outsider, other_team, name="theirs.png")
     retention.purge(clock.now)

@@ -16,8 +16,8 @@ from jobs.models import Job
 def watch(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     settings.CLUSTER_STALL_SECONDS = 30
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
-    watch = watchdog.ClusterWatch(["manage.py"])
+    settings.QUEUE_WORKERS = {**settings.QUEUE_WORKERS, "submit": 2}
+    watch = watchdog.ClusterWatch(["manage.py"], "submit")
     watch.state.mkdir(parents=True)
     watch.started_at = time.monotonic() - 300  # running for five minutes
     return watch

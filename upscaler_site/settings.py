@@ -184,15 +184,40 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- django-q2 ----------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 TASK_TIMEOUT = env_int("TASK_TIMEOUT", 300)  # seconds a task may run before it is killed
+# Queues by kind, so a download never waits behind a burst of submits, and housekeeping
+# (the sweep, the daily purge) never takes a worker a job needs. Each queue is served by
+# a cluster of its own; `manage.py cluster` starts (and supervises) one for each.
+# TASK_QUEUE_PREFIX names them all (several portals may share one Redis).
+TASK_QUEUE_PREFIX = env_str("TASK_QUEUE_PREFIX", "upscaler")
+TASK_QUEUES = {
+    "submit": TASK_QUEUE_PREFIX,
+    "finish": f"{TASK_QUEUE_PREFIX}-finish",
+    "house": f"{TASK_QUEUE_PREFIX}-house",
+}
+QUEUE_WORKERS = {
+    "submit": env_int("Q_WORKERS", 2),
+    "finish": env_int("Q_FINISH_WORKERS", 2),
+    "house": 1,
+}
+
+
+def _cluster(kind: str) -> dict:
+    workers = QUEUE_WORKERS[kind]
+    # Kept short so a task waits little in a worker's local queue (see `retry`).
+    return {"workers": workers, "queue_limit": workers * 2}
+
+
 Q_CLUSTER = {
-    "name": env_str("Q_CLUSTER_NAME", "upscaler"),
-    "workers": env_int("Q_WORKERS", 2),
+    # The submit queue's cluster; the others are ALT_CLUSTERS of the same name (django-q2
+    # signs tasks with the name, so every queue must share it).
+    "name": TASK_QUEUES["submit"],
+    **_cluster("submit"),
+    "ALT_CLUSTERS": {TASK_QUEUES[kind]: _cluster(kind) for kind in ("finish", "house")},
     "timeout": TASK_TIMEOUT,
     # A leased task comes back after `retry` seconds. It must outlast the longest a
     # lease can live (waiting in the local queue + running up to `timeout`), or the
     # same task runs twice. The queue is kept short so the wait stays small.
     "retry": TASK_TIMEOUT * 3,
-    "queue_limit": env_int("Q_WORKERS", 2) * 2,
     "max_attempts": 1,  # our own code decides what is retried; the Job row is the truth
     "ack_failures": True,
     "catch_up": False,

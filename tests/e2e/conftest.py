@@ -68,7 +68,7 @@ class Portal:
             "MEDIA_ROOT": str(tmp / "media"),
             "DEMO_USERNAME": USER,
             "DEMO_PASSWORD": PASSWORD,
-            "Q_CLUSTER_NAME": f"e2e{uuid.uuid4().hex[:8]}",  # its own Redis queue
+            "TASK_QUEUE_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",  # its own Redis queues
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
             "SANDBOX_LATENCY": "1.5",
             # One provider in real mode: a key is set, and the base URL is its own

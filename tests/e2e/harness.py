@@ -33,6 +33,20 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def qclusters(supervisor_pid: int) -> dict[str, int]:
+    """The qcluster processes a `manage.py cluster` runs, by the queue each serves."""
+    found = {}
+    for pid in children(supervisor_pid):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in env:
+            if entry.startswith(b"Q_CLUSTER_NAME="):
+                found[entry.split(b"=", 1)[1].decode()] = pid
+    return found
+
+
 def wchan(pid: int) -> str:
     """What the kernel says the process is waiting in ("anon_pipe_read", "futex_...")."""
     try:
@@ -66,7 +80,7 @@ class Stack:
             "SECRET_KEY": "stack-" + uuid.uuid4().hex * 2,
             "VAR_DIR": str(tmp),
             "MEDIA_ROOT": str(tmp / "media"),
-            "Q_CLUSTER_NAME": f"t{uuid.uuid4().hex[:10]}",  # its own Redis queue
+            "TASK_QUEUE_PREFIX": f"t{uuid.uuid4().hex[:10]}",  # its own Redis queues
             "PYTHONUNBUFFERED": "1",
             "DEMO_USERNAME": "stack",
             "DEMO_PASSWORD": "stack-password-1",

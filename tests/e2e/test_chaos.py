@@ -22,6 +22,7 @@ from tests.e2e.harness import (
     free_port,
     needs_postgres_and_redis,
     problems,
+    qclusters,
     shell,
     submit,
     timings,
@@ -112,8 +113,8 @@ class ProcessManager(threading.Thread):
 
 
 def qcluster_of(stack) -> int | None:
-    found = children(stack.procs["cluster"].pid)
-    return found[0] if found else None
+    """The submit queue's qcluster (the queue that bears the prefix's name)."""
+    return qclusters(stack.procs["cluster"].pid).get(stack.env["TASK_QUEUE_PREFIX"])
 
 
 def workers_of(stack) -> list[int]:
@@ -160,8 +161,9 @@ def test_chaos_keeps_money_and_jobs_exact(stack):
     kills.append(("tracker", time.time()))
     wave(3)
     time.sleep(3)
-    os.killpg(qcluster_of(stack), signal.SIGKILL)  # the whole cluster, workers and all
-    kills.append(("cluster (process group)", time.time()))
+    for group in qclusters(stack.procs["cluster"].pid).values():
+        os.killpg(group, signal.SIGKILL)  # every queue's cluster, workers and all
+    kills.append(("clusters (every queue's process group)", time.time()))
     last_kill = kills[-1][1]
 
     wait_for(lambda: unfinished(stack) == [], 240, "jobs still unfinished", pause=2)

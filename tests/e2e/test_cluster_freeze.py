@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import Stack, children, wait_for, wchan
+from tests.e2e.harness import Stack, children, qclusters, wait_for, wchan
 from tests.images import image_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -25,11 +25,11 @@ def stack(tmp_path):
     stack.stop()
 
 
-def lock_holder(supervisor_pid: int) -> int | None:
-    """The idle worker that holds the task queue's read lock: of the cluster's workers
-    (the sentinel's first children), the one blocked reading the queue's pipe; the others
-    wait on the lock itself."""
-    (qcluster,) = children(supervisor_pid) or [None]
+def lock_holder(supervisor_pid: int, queue: str) -> int | None:
+    """The idle worker that holds the task queue's read lock: of the submit cluster's
+    workers (the sentinel's first children), the one blocked reading the queue's pipe;
+    the others wait on the lock itself."""
+    qcluster = qclusters(supervisor_pid).get(queue)
     if qcluster is None:
         return None
     sentinels = children(qcluster)
@@ -54,10 +54,11 @@ def test_a_cluster_frozen_by_a_killed_idle_worker_heals_and_finishes_new_work(st
     first, _ = upscale(stack, "before.png", timeout=60)
     assert "succeeded" in first.stdout
 
+    submit_queue = stack.env["TASK_QUEUE_PREFIX"]  # the submit queue bears the prefix
     holder = wait_for(
-        lambda: lock_holder(supervisor.pid), 30, "no idle worker found in Queue.get()"
+        lambda: lock_holder(supervisor.pid, submit_queue), 30, "no idle worker in Queue.get()"
     )
-    frozen_tree = set(children(supervisor.pid))
+    frozen = qclusters(supervisor.pid)[submit_queue]
     os.kill(holder, signal.SIGKILL)
 
     after, took = upscale(stack, "after.png", timeout=90)
@@ -67,4 +68,5 @@ def test_a_cluster_frozen_by_a_killed_idle_worker_heals_and_finishes_new_work(st
     log = stack.log("cluster")
     assert "frozen (" in log and "restarting it (restart 1)" in log
     # The healed cluster is a new process tree; the frozen one is gone.
-    assert set(children(supervisor.pid)).isdisjoint(frozen_tree)
+    assert qclusters(supervisor.pid)[submit_queue] != frozen
+    assert frozen not in children(supervisor.pid)

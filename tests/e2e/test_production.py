@@ -39,6 +39,7 @@ USER, PASSWORD = "prod-e2e", "prod-e2e-password-1"
 # gunicorn kills a worker silent for this long; the CSV export below must take longer.
 TIMEOUT = 4
 FIRST_ROWS = 30_000  # ledger rows seeded for the first export; doubled until it is slow
+MIN_ROWS = 200_000  # and until the export has at least this many (issue #10)
 FAR_FUTURE = "max-age=315360000, public, immutable"
 
 
@@ -68,7 +69,7 @@ class ProductionSet:
             # This machine's: where files go, where to listen, a queue of its own.
             "VAR_DIR": str(tmp),
             "BIND": f"127.0.0.1:{self.port}",
-            "Q_CLUSTER_NAME": f"prod{uuid.uuid4().hex[:8]}",
+            "TASK_QUEUE_PREFIX": f"prod{uuid.uuid4().hex[:8]}",
             "GUNICORN_TIMEOUT": str(TIMEOUT),
             "DEMO_USERNAME": USER,
             "DEMO_PASSWORD": PASSWORD,
@@ -275,11 +276,12 @@ def test_the_production_set_serves_the_portal(production):
     hook = visitor.request("POST", f"/hooks/local/{job_id}/{hook_token}/", json={})
     assert hook.status_code in (400, 403, 404)
 
-    # A CSV export that streams for longer than gunicorn's worker timeout arrives whole.
-    # How long an export takes depends on the machine: rows are added until one takes
-    # longer than the timeout (each export on the way must be whole too).
+    # A CSV export of 200k rows, streaming for longer than gunicorn's worker timeout,
+    # arrives whole. How long an export takes depends on the machine: rows are added
+    # until one has MIN_ROWS and took longer than the timeout (each export on the way
+    # must be whole too).
     tag, seeded, streamed = uuid.uuid4().hex[:8], 0, 0.0
-    while streamed <= TIMEOUT:
+    while streamed <= TIMEOUT or seeded < MIN_ROWS:
         assert seeded < 2_000_000, f"{seeded} rows still streamed in {streamed:.1f} s"
         more = max(FIRST_ROWS, seeded)
         seed = SEED.format(tag=tag, user=USER, start=seeded, end=seeded + more)
