@@ -179,15 +179,24 @@ class ClusterWatch:
     def kill(self, grace: float) -> None:
         """SIGTERM the child's group, then SIGKILL what is left after `grace` seconds (a
         frozen cluster does not stop on SIGTERM)."""
-        if self.child is None or self.child.poll() is not None:
+        self.terminate()
+        self.finish(time.monotonic() + grace)
+
+    def terminate(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.child.pid, signal.SIGTERM)
+
+    def finish(self, deadline: float) -> None:
+        """Wait for the terminated child until `deadline`, then SIGKILL its group: a
+        qcluster told to stop sometimes never exits (its main process waits on a queue
+        whose reader is gone), and must not outlive its supervisor."""
+        if self.child is None:
             return
-        group = self.child.pid
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
-            self.child.wait(timeout=grace)
+            self.child.wait(timeout=max(deadline - time.monotonic(), 0))
         with suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
+            os.killpg(self.child.pid, signal.SIGKILL)
         self.child.wait()
 
     def restart(self, why: str) -> None:
@@ -321,8 +330,14 @@ class Supervisor:
                         log.exception("cluster %s: check failed", watch.instance)
                 close_old_connections()
         finally:
+            # All at once, so stopping takes one grace period, not one per queue (a
+            # process manager SIGKILLs a supervisor that takes too long, and that would
+            # leave the last clusters running on their own).
             for watch in self.watches:
-                watch.kill(grace=15)
+                watch.terminate()
+            deadline = time.monotonic() + settings.CLUSTER_STOP_GRACE_SECONDS
+            for watch in self.watches:
+                watch.finish(deadline)
                 watch.forget()
             _remove(self.folder)
 

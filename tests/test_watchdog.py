@@ -98,3 +98,46 @@ def test_workers_note_their_tasks_only_under_a_supervisor(monkeypatch, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"started", f"busy-{os.getpid()}"}
     watchdog.task_finished(None)
     assert {p.name for p in tmp_path.iterdir()} == {"started"}
+
+
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+SUPERVISE = """
+import sys, django
+django.setup()
+from jobs.watchdog import Supervisor
+Supervisor([sys.executable, "-c", sys.argv[1]]).run()
+"""
+
+
+def test_a_stopped_supervisor_leaves_no_cluster_behind_even_a_stubborn_one(tmp_path):
+    # qclusters that ignore SIGTERM (as a real one sometimes hangs on exit): stopping the
+    # supervisor kills all three within one grace period, not one per queue, so nothing
+    # outlives it and no process manager has to SIGKILL it first.
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "VAR_DIR": str(tmp_path),
+        "CLUSTER_STOP_GRACE_SECONDS": "2",
+        "CLUSTER_CHECK_SECONDS": "0.2",
+    }
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISE, STUBBORN], env=env)
+    try:
+        groups = []
+        deadline = time.monotonic() + 30
+        while len(groups) < 3 and time.monotonic() < deadline:
+            groups = [int(g.read_text()) for g in (tmp_path / "run").glob("*/*/group")]
+            time.sleep(0.05)
+        assert len(groups) == 3, "the supervisor did not start a cluster per queue"
+        supervisor.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert supervisor.wait(timeout=20) == 0
+        assert time.monotonic() - started < 2 * 3  # one grace period, not three
+        for group in groups:
+            with pytest.raises(ProcessLookupError):
+                os.killpg(group, 0)
+    finally:
+        supervisor.kill()

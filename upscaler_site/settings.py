@@ -229,6 +229,9 @@ Q_CLUSTER = {
 # cluster started no task (see jobs/watchdog.py), checking every CLUSTER_CHECK_SECONDS.
 CLUSTER_STALL_SECONDS = env_int("CLUSTER_STALL_SECONDS", 30)
 CLUSTER_CHECK_SECONDS = env_float("CLUSTER_CHECK_SECONDS", 5.0)
+# On SIGTERM, `cluster` gives its qclusters this long to finish running tasks, then
+# SIGKILLs them: under the 30 s a process manager waits before SIGKILLing it in turn.
+CLUSTER_STOP_GRACE_SECONDS = env_float("CLUSTER_STOP_GRACE_SECONDS", 15.0)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
