@@ -423,24 +423,38 @@ def _text(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def export_rows(rows: QuerySet, chunk_size: int = 2000):
+def export_rows(rows: QuerySet, chunk_size: int = 5000):
     """The header, then one list per charge (or possibly billed hold), oldest first,
-    fetched in chunks: never all rows in memory at once."""
+    fetched in chunks: never all rows in memory at once. Plain tuples (values_list), not
+    model instances: at a million rows, building objects was most of the time."""
     yield CSV_HEADER
-    rows = rows.select_related("team", "user", "price_book").order_by("created_at", "pk")
-    for entry in rows.iterator(chunk_size=chunk_size):
-        held = entry.kind == LedgerEntry.Kind.HOLD
+    rows = rows.order_by("created_at", "pk").values_list(
+        "created_at",
+        "team__name",
+        "user__username",
+        "provider",
+        "job_id",
+        "amount",
+        "sandbox",
+        "price_book__version",
+        "kind",
+        "explanation",
+    )
+    hold = LedgerEntry.Kind.HOLD
+    for at, team, person, provider, job, amount, sandbox, book, kind, text in rows.iterator(
+        chunk_size=chunk_size
+    ):
         yield [
-            entry.created_at.astimezone(UTC).isoformat(timespec="seconds"),
-            _text(entry.team.name),
-            _text(entry.user.get_username() if entry.user else ""),
-            entry.provider,
-            entry.job_id or "",
-            f"{entry.amount:.4f}",
-            "yes" if entry.sandbox else "no",
-            entry.price_book.version if entry.price_book else "",
-            ledger.POSSIBLY_BILLED if held else entry.kind,
-            _text(entry.explanation),
+            at.astimezone(UTC).isoformat(timespec="seconds"),
+            _text(team),
+            _text(person or ""),
+            provider,
+            "" if job is None else job,
+            f"{amount:.4f}",
+            "yes" if sandbox else "no",
+            "" if book is None else book,
+            ledger.POSSIBLY_BILLED if kind == hold else kind,
+            _text(text),
         ]
 
 
