@@ -72,7 +72,7 @@ def _bench_user():
     return user, ensure_personal_team(user) or user.teams.first()
 
 
-def direct_inputs(count: int) -> dict:
+def direct_inputs(count: int, resolution: str = "2k") -> dict:
     """Inputs a plain client can hand to the sandbox: `count` jobs parked as running (no
     cluster or tracker runs yet, so nobody touches them) with our own signed input
     links, which the sandbox fetches from the portal exactly as it does for the portal's
@@ -92,7 +92,7 @@ def direct_inputs(count: int) -> dict:
             team=team,
             created_by=user,
             provider="apixo",
-            options={"resolution": "4k", "output_format": "jpg"},
+            options={"resolution": resolution, "output_format": "jpg"},
             sandbox=True,
             state=Job.State.RUNNING,
             input_name=f"direct-{i}.png",
@@ -137,7 +137,7 @@ def wait_ready(timeout: float) -> dict:
     return {"ready": False, "heartbeats": names}
 
 
-def portal_run(count: int, provider: str, timeout: float) -> dict:
+def portal_run(count: int, provider: str, options: dict, timeout: float) -> dict:
     """Upload `count` images (batches of 50, like a big drop on the upload page), wait
     until they end, and measure from the jobs' own timestamps."""
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -155,7 +155,8 @@ def portal_run(count: int, provider: str, timeout: float) -> dict:
             SimpleUploadedFile(f"b{i + k}.png", data, "image/png")
             for k in range(min(50, count - i))
         ]
-        made = intake.submit_uploads(user=user, team=team, files=files, choices=[(provider, {})])
+        choices = [(provider, options)]
+        made = intake.submit_uploads(user=user, team=team, files=files, choices=choices)
         ids += [j.pk for j in made]
     deadline = time.time() + timeout
     while Job.objects.filter(pk__in=ids, state__in=Job.ACTIVE_STATES).exists():

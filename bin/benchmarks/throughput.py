@@ -24,7 +24,7 @@ def first_poll(polls: int) -> float:
     return 1.0 if polls == 0 else min(1.0 + 0.5 * polls, 3.0)
 
 
-async def direct_client(base: str, key: str, urls: list[str]) -> list[dict]:
+async def direct_client(base: str, key: str, urls: list[str], resolution: str) -> list[dict]:
     """Submit every input, poll each task until it ends, download each result."""
     submits, calls = asyncio.Semaphore(SUBMITS_IN_FLIGHT), asyncio.Semaphore(CALLS_IN_FLIGHT)
     auth = {"Authorization": f"Bearer {key}"}
@@ -42,7 +42,12 @@ async def direct_client(base: str, key: str, urls: list[str]) -> list[dict]:
             start = time.time()
             body = {
                 "request_type": "async",
-                "input": {"mode": "image-to-image", "image_urls": [url]},
+                "input": {
+                    "mode": "image-to-image",
+                    "image_urls": [url],
+                    "resolution": resolution,
+                    "output_format": "jpg",
+                },
             }
             async with submits, calls:
                 answer = await http.post(
@@ -77,12 +82,12 @@ async def direct_client(base: str, key: str, urls: list[str]) -> list[dict]:
         return await asyncio.gather(*(one(url) for url in urls))
 
 
-def run_direct(stack: Stack, count: int) -> dict:
-    parked = stack.inside("direct_inputs", count=count)
+def run_direct(stack: Stack, count: int, resolution: str) -> dict:
+    parked = stack.inside("direct_inputs", count=count, resolution=resolution)
     machine = Machine()
     cpu = CpuMeter({"web (sandbox)": stack.procs["web"].pid}).start()
     own = resource.getrusage(resource.RUSAGE_SELF)
-    results = asyncio.run(direct_client(stack.base, parked["key"], parked["urls"]))
+    results = asyncio.run(direct_client(stack.base, parked["key"], parked["urls"], resolution))
     mine = resource.getrusage(resource.RUSAGE_SELF)
     used = cpu.stop()
     used["client"] = {
@@ -124,7 +129,13 @@ def run_portal(stack: Stack, args) -> dict:
     cpu = CpuMeter({label: stack.procs[name].pid for label, name in roots.items()})
     cpu.start()
     result = stack.inside(
-        "portal_run", count=args.jobs, provider=args.provider, timeout=args.timeout
+        "portal_run",
+        count=args.jobs,
+        provider=args.provider,
+        options={"resolution": args.resolution, "output_format": "jpg"}
+        if args.provider == "apixo"
+        else {},
+        timeout=args.timeout,
     )
     result.update(cpu=cpu.stop(), busy=machine.busy(), cores=machine.cores, load=load_average())
     return result
@@ -134,7 +145,9 @@ def run(args) -> None:
     backend = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
     broker = "Redis" if os.environ.get("REDIS_URL") else "ORM"
     print(
-        f"{args.jobs} jobs, {args.provider} sandbox (default options), {args.latency:g} s "
+        f"{args.jobs} jobs, {args.provider} sandbox "
+        f"({args.resolution + ' JPEG' if args.provider == 'apixo' else 'default options'}), "
+        f"{args.latency:g} s "
         f"latency, {backend} + {broker} broker, web: {args.server}; "
         f"load average before: {load_average()}",
         flush=True,
@@ -154,7 +167,7 @@ def run(args) -> None:
                 stack.manage("migrate", "--noinput")
                 stack.start_web(args.server.split(",")[0])
                 if n == 0 and args.provider == "apixo":
-                    direct = run_direct(stack, args.jobs)
+                    direct = run_direct(stack, args.jobs, args.resolution)
                     show("direct asyncio client (httpx, same sandbox and web server)", direct)
                 portal = run_portal(stack, args)
                 show(f"portal, {mode}", portal, direct)
