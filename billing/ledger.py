@@ -1,23 +1,24 @@
-"""Holds, charges and releases: the only code that writes ledger rows.
+"""Holds, charges, releases and corrections: the only code that writes ledger rows.
 
-Every row has an idempotency key (`hold:<job>`, `charge:<job>`, `release:<job>`), so a
-retried task or a duplicate webhook writes nothing twice: the unique constraint refuses
-the second row. Real spend and sandbox spend are kept apart (`sandbox`); budgets count
-real spend only.
+Every row has an idempotency key (`hold:<job>`, `charge:<job>`, `release:<job>`, a
+correction's own), so a retried task or a duplicate webhook writes nothing twice: the
+unique constraint refuses the second row. Real spend and sandbox spend are kept apart
+(`sandbox`); budgets count real spend only. Each row's rollups (billing/rollups.py) are
+written with it, in its transaction, by LedgerEntry.save(); budgets read them.
 """
 
 import datetime
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from billing import books, exposure
-from billing.models import BudgetWarning, LedgerEntry, Team
+from billing.models import BudgetWarning, DailySpend, LedgerEntry, OpenHold, Team
 
 Kind = LedgerEntry.Kind
 ZERO = Decimal("0.0000")
@@ -64,35 +65,38 @@ def usage(team: Team, at=None) -> Usage:
     Spent is what was charged in that month. Held is counted by each hold's state, not by
     month arithmetic: a hold is open until its job's release is written, whenever that
     happens, so a hold placed on the 31st and released after midnight is neither lost
-    nor negative. One query: the month's charges and the open holds (an anti-join on the
-    job's release, through the job index), summed apart."""
+    nor negative. Both come from the rollups (billing/rollups.py), kept in the same
+    transaction as each ledger row: the month's daily cells and the open holds, summed
+    in one statement, never a scan of the ledger."""
     start = month_start(at)
-    released = LedgerEntry.objects.filter(job=OuterRef("job"), kind=Kind.RELEASE)
-    charged = Q(kind__in=[Kind.CHARGE, Kind.CORRECTION])
-    sums = (
-        LedgerEntry.objects.filter(team=team, sandbox=False)
-        .filter(
-            (charged & Q(created_at__gte=start, created_at__lt=next_month(start)))
-            | (Q(kind=Kind.HOLD) & ~Exists(released))
+    spent, held, possibly_billed = _usage_sums(team, start.date(), next_month(start).date())
+    return Usage(team, team.monthly_budget, spent, held, next_month(start), possibly_billed)
+
+
+def _usage_sums(team: Team, since: datetime.date, until: datetime.date) -> list[Decimal]:
+    """The month's real spend (daily cells, `until` exclusive), the open real holds and the
+    part of them kept for possibly billed jobs: three indexed sums in one statement (plain
+    SQL: it runs for every budget line and banner, and the ORM's subqueries cost more to
+    build than to run)."""
+    from jobs.models import Job
+
+    q = connection.ops.quote_name
+    cells, holds = q(DailySpend._meta.db_table), q(OpenHold._meta.db_table)
+    day = connection.ops.adapt_datefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT
+                (SELECT SUM(amount) FROM {cells}
+                 WHERE team_id = %s AND NOT sandbox AND day >= %s AND day < %s),
+                (SELECT SUM(amount) FROM {holds} WHERE team_id = %s AND NOT sandbox),
+                (SELECT SUM(h.amount) FROM {holds} h JOIN {q(Job._meta.db_table)} j
+                 ON j.id = h.job_id
+                 WHERE h.team_id = %s AND NOT h.sandbox AND j.billing_status = %s)""",
+            [team.pk, day(since), day(until), team.pk, team.pk, POSSIBLY_BILLED],
         )
-        .aggregate(
-            spent=Sum("amount", filter=charged, default=ZERO),
-            held=Sum("amount", filter=Q(kind=Kind.HOLD), default=ZERO),
-            possibly_billed=Sum(
-                "amount",
-                filter=Q(kind=Kind.HOLD, job__billing_status=POSSIBLY_BILLED),
-                default=ZERO,
-            ),
-        )
-    )
-    return Usage(
-        team,
-        team.monthly_budget,
-        sums["spent"],
-        sums["held"],
-        next_month(start),
-        sums["possibly_billed"],
-    )
+        row = cursor.fetchone()
+    # Exact to the cent's hundredth: numeric on PostgreSQL; SQLite sums decimals as floats.
+    return [ZERO if v is None else Decimal(str(v)).quantize(ZERO) for v in row]
 
 
 class OverBudget(Exception):
@@ -149,12 +153,14 @@ def hold(team: Team, jobs) -> None:
     warn(team)
 
 
-def _write(**fields) -> bool:
+def _write(created_at=None, **fields) -> bool:
+    """Insert one row (and its rollups: LedgerEntry.save()) in a savepoint of its own;
+    False if its idempotency key was written before, with nothing written now."""
     try:
         with transaction.atomic():
             # Stamped from timezone.now() at the time of writing (not the field default,
             # bound once at import), so every row and every month boundary reads one clock.
-            LedgerEntry.objects.create(created_at=timezone.now(), **fields)
+            LedgerEntry.objects.create(created_at=created_at or timezone.now(), **fields)
         return True
     except IntegrityError:
         return False  # written before: a retried task or a duplicate webhook
@@ -195,6 +201,41 @@ def release(job, explanation: str) -> bool:
     )
 
 
+def correct(
+    team: Team,
+    amount: Decimal,
+    explanation: str,
+    at=None,
+    job=None,
+    user=None,
+    provider: str | None = None,
+    sandbox: bool | None = None,
+    key: str | None = None,
+) -> bool:
+    """A correction: money added to (or, negative, taken from) a team's spend, dated `at`
+    (default now; a past date backdates it into that day's and month's spend). Provider,
+    person and sandbox default to the job's. `key` makes a retried correction a no-op
+    (default: a new one each call); False if that key was written before."""
+    if provider is None:
+        provider = job.provider if job is not None else ""
+    if sandbox is None:
+        sandbox = job.sandbox if job is not None else False
+    if user is None and job is not None:
+        user = job.created_by
+    return _write(
+        created_at=at,
+        team_id=team.pk,
+        job=job,
+        user=user,
+        kind=Kind.CORRECTION,
+        provider=provider,
+        amount=Decimal(amount),
+        sandbox=sandbox,
+        explanation=explanation[:300],
+        idempotency_key=key or f"correction:{uuid.uuid4().hex}",
+    )
+
+
 def settle(job, frm: str | None = None, provider_stopped: bool = False) -> bool:
     """After a job ended: charge it from its actual output if it succeeded, and release
     its hold, unless the provider may have done (and billed) the work: then the hold
@@ -224,12 +265,10 @@ def reconcile() -> int:
     holds stay open for an admin. Returns how many holds it released."""
     from jobs.models import Job
 
-    stale = (
-        LedgerEntry.objects.filter(kind=Kind.HOLD, job__state__in=Job.FINAL_STATES)
-        .exclude(job__ledger__kind=Kind.RELEASE)
-        .exclude(job__billing_status=POSSIBLY_BILLED)
-    )
-    return sum(settle(entry.job) for entry in stale.select_related("job"))
+    stale = OpenHold.objects.filter(job__state__in=Job.FINAL_STATES).exclude(
+        job__billing_status=POSSIBLY_BILLED
+    )  # open holds (the rollup), not an anti-join over the ledger
+    return sum(settle(held.job) for held in stale.select_related("job"))
 
 
 def warn(team: Team) -> None:

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 
@@ -73,6 +73,39 @@ class PriceBook(models.Model):
         super().save(*args, **kwargs)
 
 
+class LedgerQuerySet(models.QuerySet):
+    """The portal never edits ledger rows (LedgerEntry.save() refuses); a test's rewind or
+    a hand-made fix through update() keeps the rollups exact all the same: the cells and
+    holds of the rows it touched are recomputed, in its transaction."""
+
+    def update(self, **kwargs):
+        from billing import rollups
+
+        with transaction.atomic(using=self.db, savepoint=False):
+            before = list(self.order_by().values(*rollups.ROW_FIELDS))
+            count = super().update(**kwargs)
+            pks = [row["pk"] for row in before]
+            after = self.model._base_manager.using(self.db).filter(pk__in=pks)
+            rollups.refresh(before + list(after.values(*rollups.ROW_FIELDS)), using=self.db)
+        return count
+
+    update.alters_data = True
+
+    def bulk_create(self, objs, *args, **kwargs):
+        """Rows and their rollups, in one transaction (no conflict options: a skipped
+        row could not be told from a written one)."""
+        from billing import rollups
+
+        if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
+            raise ValueError("Ledger rows are written once: no ignore or update on conflict.")
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            rollups.record_many(created, using=self.db)
+        return created
+
+    bulk_create.alters_data = True
+
+
 class LedgerEntry(models.Model):
     """Append-only money movements. Rows are never updated or deleted; a correction is
     a new row. The idempotency key makes a retried task or a duplicate webhook unable to
@@ -100,6 +133,8 @@ class LedgerEntry(models.Model):
     idempotency_key = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    objects = LedgerQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name_plural = "ledger entries"
@@ -113,12 +148,74 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount} for job {self.job_id}"
 
     def save(self, *args, **kwargs):
+        """Insert the row and, in the same transaction, bring the rollups up to date
+        (billing/rollups.py): every way a row is written (ledger.py, an admin, a test)
+        goes through here, and a refused duplicate writes nothing to them either."""
         if self.pk is not None:
             raise ValueError("Ledger rows are never edited: add a correction.")
-        super().save(*args, **kwargs)
+        from billing import rollups
+
+        with transaction.atomic(using=kwargs.get("using"), savepoint=False):
+            super().save(*args, **kwargs)
+            rollups.record(self)
 
     def delete(self, *args, **kwargs):
         raise ValueError("Ledger rows are never deleted.")
+
+
+class DailySpend(models.Model):
+    """Rollup of the ledger's charge rows (charges and corrections): their sum and number
+    per UTC day, team, person, provider and sandbox flag. Kept in the transaction that
+    writes each row (billing/rollups.py), so spend totals never read the ledger.
+
+    `user_key` is the person's id when the row was written (0: no one): the key, which a
+    nullable column cannot be on every database. Deleting the person sets `user` to
+    NULL and leaves the key, so their cells stay apart and still add up."""
+
+    day = models.DateField()
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user_key = models.BigIntegerField(default=0)
+    provider = models.CharField(max_length=20)
+    sandbox = models.BooleanField(default=False)
+    amount = models.DecimalField(max_digits=14, decimal_places=4, default=0)  # USD
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "daily spend"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "team", "user_key", "provider", "sandbox"],
+                name="one_daily_spend_cell",
+            )
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="daily_spend_team_day")]
+
+    def __str__(self):
+        return f"{self.day} {self.team_id} {self.provider}: {self.amount} ({self.count})"
+
+
+class OpenHold(models.Model):
+    """A hold whose job has no release yet: inserted with the hold row, deleted when the
+    release is written (billing/rollups.py). Not the ledger (which stays append-only):
+    budgets read what is held here instead of anti-joining the ledger."""
+
+    entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    job = models.ForeignKey(
+        "jobs.Job", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=20)
+    amount = models.DecimalField(max_digits=12, decimal_places=4)  # USD
+    sandbox = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"hold {self.amount} for job {self.job_id}"
 
 
 class BudgetWarning(models.Model):

@@ -1,8 +1,9 @@
 """Spend review: what was charged, to which team, by whom, through which provider, when.
 
-Plain functions over the ledger's charge rows (charges and corrections). Who may look:
-staff review every team, a manager the teams they manage, a plain member nothing. Dates
-are calendar days in UTC, like budgets.
+Plain functions over the ledger's charge rows (charges and corrections): the figures
+from their daily rollups (billing/rollups.py, kept in the transaction of each row), the
+list from the rows themselves. Who may look: staff review every team, a manager the
+teams they manage, a plain member nothing. Dates are calendar days in UTC, like budgets.
 
 Sandbox charges are what a job *would* have cost with a real provider. They are never
 mixed into real spend: every total carries them in a column of their own, and they only
@@ -21,10 +22,9 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
 
 from billing import ledger
-from billing.models import LedgerEntry, Membership, Team
+from billing.models import DailySpend, LedgerEntry, Membership, OpenHold, Team
 
 UTC = datetime.UTC
 ZERO = Decimal("0.0000")
@@ -193,17 +193,43 @@ def all_charges(user, f: Filters) -> QuerySet:
 
 
 def charges(user, f: Filters) -> QuerySet:
-    """The charges the report shows: sandbox ones only when the filter asks for them."""
+    """The charges the report shows: sandbox ones only when the filter asks for them
+    (ledger rows: the page's list; the figures come from `spend_cells`)."""
     return _shown(all_charges(user, f), f)
 
 
+def all_spend(user, f: Filters) -> QuerySet:
+    """The daily rollup cells (billing.models.DailySpend, real and sandbox) of the charges
+    `all_charges` lists: the same filters, by UTC day, without reading the ledger."""
+    rows = DailySpend.objects.filter(day__gte=f.since, day__lte=f.until)
+    if not user.is_staff:
+        rows = rows.filter(team__in=visible_teams(user))
+    if f.team:
+        rows = rows.filter(team=f.team)
+    if f.provider:
+        rows = rows.filter(provider=f.provider)
+    return rows
+
+
+def spend_cells(user, f: Filters) -> QuerySet:
+    """The cells of the charges the report shows (sandbox ones when asked for)."""
+    return _shown(all_spend(user, f), f)
+
+
 def all_possibly_billed(user, f: Filters) -> QuerySet:
-    """Open holds of possibly billed jobs (real and sandbox), by the hold's date."""
-    return _scoped(LedgerEntry.objects.filter(POSSIBLY_BILLED), user, f)
+    """Open holds (billing.models.OpenHold, real and sandbox) of possibly billed jobs, by
+    the hold's date: a short table, never the ledger."""
+    held = OpenHold.objects.filter(job__billing_status=ledger.POSSIBLY_BILLED)
+    return _scoped(held, user, f)
 
 
 def possibly_billed(user, f: Filters) -> QuerySet:
     return _shown(all_possibly_billed(user, f), f)
+
+
+def possibly_billed_entries(user, f: Filters) -> QuerySet:
+    """The hold rows of `possibly_billed`, for the list (found by primary key)."""
+    return LedgerEntry.objects.filter(pk__in=possibly_billed(user, f).values("entry"))
 
 
 def exported(user, f: Filters) -> QuerySet:
@@ -224,47 +250,95 @@ class Totals:
     would_be_count: int
 
 
-def totals(rows: QuerySet) -> Totals:
-    """Real spend and sandbox (would-be) spend, apart, in one query."""
+def grid(cells: QuerySet) -> list[dict]:
+    """Daily cells summed by UTC day, provider and sandbox flag (`amount`, `n` charges), in
+    one query: the totals, the provider and day breakdowns and the chart are made from
+    it (at most days x providers x 2 rows, however many charges)."""
+    return list(
+        cells.order_by()
+        .values("day", "provider", "sandbox")
+        .annotate(amount=Sum("amount"), n=Sum("count"))
+        .order_by("day", "provider", "sandbox")
+    )
+
+
+def shown_grid(rows: list[dict], f: Filters) -> list[dict]:
+    """The grid of what the report shows: sandbox cells only when the filter asks."""
+    return rows if f.include_sandbox else [r for r in rows if not r["sandbox"]]
+
+
+def _pivot(rows, key) -> dict:
+    """{key(row): {real, would_be, real_count, would_be_count}} of grid-like rows."""
+    out: dict = {}
+    for r in rows:
+        row = out.setdefault(
+            key(r), {"real": ZERO, "would_be": ZERO, "real_count": 0, "would_be_count": 0}
+        )
+        if r["sandbox"]:
+            row["would_be"] += r["amount"]
+            row["would_be_count"] += r["n"]
+        else:
+            row["real"] += r["amount"]
+            row["real_count"] += r["n"]
+    return out
+
+
+def _ranked(rows: list[dict], name: str) -> list[dict]:
+    return sorted(rows, key=lambda r: (-r["real"], -r["would_be"], r[name] or ""))
+
+
+def totals(rows: QuerySet | list) -> Totals:
+    """Real spend and sandbox (would-be) spend, apart: of a grid, or of ledger rows or open
+    holds in one query."""
+    if isinstance(rows, list):
+        found = _pivot(rows, lambda r: None).get(None)
+        return Totals(**found) if found else Totals(ZERO, ZERO, 0, 0)
     return Totals(**rows.order_by().aggregate(**SPLIT))
 
 
-def by_provider(rows: QuerySet) -> list[dict]:
+def by_provider(rows: list[dict]) -> list[dict]:
+    """Spend per provider, of a (shown) grid."""
     from jobs.providers import PROVIDER_CLASSES
 
-    out = list(
-        rows.order_by()
-        .values("provider")
-        .annotate(**SPLIT)
-        .order_by("-real", "-would_be", "provider")
-    )
+    out = [{"provider": p, **row} for p, row in _pivot(rows, lambda r: r["provider"]).items()]
     for row in out:
         cls = PROVIDER_CLASSES.get(row["provider"])
         row["label"] = cls.name if cls else row["provider"]
-    return out
+    return _ranked(out, "provider")
 
 
-def by_person(rows: QuerySet) -> list[dict]:
-    out = list(
-        rows.order_by()
-        .values("user", "user__username")
-        .annotate(**SPLIT)
-        .order_by("-real", "-would_be", "user__username")
+def people_grid(cells: QuerySet) -> list[dict]:
+    """Daily cells summed by team, person and sandbox flag (`amount`, `n`), in one query:
+    what the team and person breakdowns are made of (a row per person of each team)."""
+    return list(
+        cells.order_by()
+        .values("team", "team__name", "user", "user__username", "sandbox")
+        .annotate(amount=Sum("amount"), n=Sum("count"))
+        .order_by()
     )
+
+
+def by_person(rows: QuerySet | list) -> list[dict]:
+    """Spend per person, of (shown) daily cells or their people_grid()."""
+    if not isinstance(rows, list):
+        rows = people_grid(rows)
+    found = _pivot(rows, lambda r: (r["user"], r["user__username"]))
+    out = [{"user": u, "user__username": name, **row} for (u, name), row in found.items()]
     for row in out:
         row["label"] = row["user__username"] or "(no one)"
-    return out
+    return _ranked(out, "user__username")
 
 
-def by_team(rows: QuerySet, possibly: QuerySet | None = None) -> list[dict]:
-    """Spend per team; with `possibly` (possibly billed holds), each team's possibly
-    billed total beside it (`possibly_billed`, real money only), teams with nothing
-    else included."""
-    out = list(
-        rows.order_by()
-        .values("team", "team__name")
-        .annotate(**SPLIT)
-        .order_by("-real", "-would_be", "team__name")
+def by_team(rows: QuerySet | list, possibly: QuerySet | None = None) -> list[dict]:
+    """Spend per team, of (shown) daily cells or their people_grid(); with `possibly`
+    (possibly billed holds), each team's possibly billed total beside it
+    (`possibly_billed`, real money only), teams with nothing else included."""
+    if not isinstance(rows, list):
+        rows = people_grid(rows)
+    found = _pivot(rows, lambda r: (r["team"], r["team__name"]))
+    out = _ranked(
+        [{"team": t, "team__name": name, **row} for (t, name), row in found.items()],
+        "team__name",
     )
     if possibly is not None:
         exposed = {
@@ -291,38 +365,58 @@ def by_team(rows: QuerySet, possibly: QuerySet | None = None) -> list[dict]:
     return out
 
 
-def _day():
-    return TruncDate("created_at", tzinfo=UTC)
-
-
-def by_day(rows: QuerySet) -> list[dict]:
-    """Days that had charges, oldest first; `day` is a date (UTC)."""
-    out = list(rows.order_by().annotate(day=_day()).values("day").annotate(**SPLIT).order_by("day"))
+def by_day(rows: list[dict]) -> list[dict]:
+    """Days that had charges, oldest first, of a (shown) grid; `day` is a date (UTC)."""
+    out = [{"day": d, **row} for d, row in sorted(_pivot(rows, lambda r: r["day"]).items())]
     for row in out:
         row["label"] = row["day"]
     return out
 
 
-def chart_data(rows: QuerySet, f: Filters) -> dict:
-    """Daily spend stacked by provider, for spend-chart.js: one dataset per provider (and,
-    when sandbox rows are shown, one per provider in a separate "sandbox" stack). Amounts
-    are strings with four places: exact, and Number() on the other side."""
+class Listing:
+    """The charges the list shows, newest first, for a Paginator: counted from the daily
+    rollup (`days`: by_day() of the same cells) instead of COUNT(*) over the ledger, and
+    sliced by day: the days' counts say which day holds row N, so any page reads from
+    that day on (at most one day's rows skipped by OFFSET), however deep it is."""
+
+    def __init__(self, rows: QuerySet, days: list[dict]):
+        self.rows = rows.order_by("-created_at", "-pk")
+        self.days = [(d["day"], d["real_count"] + d["would_be_count"]) for d in days]
+
+    def count(self) -> int:
+        return sum(n for _, n in self.days)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, which: slice) -> list:
+        start, stop = which.start or 0, which.stop
+        newer = 0  # rows on days newer than the one holding row `start`
+        for day, n in reversed(self.days):
+            if newer + n > start:
+                end = datetime.datetime.combine(
+                    day + datetime.timedelta(days=1), datetime.time(), UTC
+                )
+                rows = self.rows.filter(created_at__lt=end)
+                return list(rows[start - newer : None if stop is None else stop - newer])
+            newer += n
+        return []
+
+
+def chart_data(rows: list[dict], f: Filters) -> dict:
+    """Daily spend stacked by provider, for spend-chart.js, of a (shown) grid: one dataset
+    per provider (and, when sandbox rows are shown, one per provider in a separate
+    "sandbox" stack). Amounts are strings with four places: exact, and Number() on the
+    other side."""
     from jobs.providers import PROVIDER_CLASSES
 
-    cells = (
-        rows.order_by()
-        .annotate(day=_day())
-        .values("day", "provider")
-        .annotate(real=REAL, would_be=WOULD_BE)
-        .order_by("day", "provider")
-    )
     amounts: dict[tuple[str, str, datetime.date], Decimal] = {}
     seen_days = set()
-    for cell in cells:
+    for cell in rows:
         seen_days.add(cell["day"])
-        for stack, amount in (("real", cell["real"]), ("sandbox", cell["would_be"])):
-            if amount:
-                amounts[(stack, cell["provider"], cell["day"])] = amount
+        if cell["amount"]:
+            stack = "sandbox" if cell["sandbox"] else "real"
+            amounts[(stack, cell["provider"], cell["day"])] = cell["amount"]
     span = (f.until - f.since).days + 1
     if span <= MAX_CHART_DAYS:
         days = [f.since + datetime.timedelta(days=n) for n in range(span)]
