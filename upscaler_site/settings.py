@@ -221,7 +221,11 @@ Q_CLUSTER = {
     "max_attempts": 1,  # our own code decides what is retried; the Job row is the truth
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
+    # Failed tasks are kept (admin: Failed tasks); successful ones are not: the job's own
+    # timeline records them, and with a positive limit django-q2 loads every kept
+    # success row (up to the limit, FOR UPDATE) on each task to prune one: most of the
+    # cluster's CPU per job at 1000 (issue #10).
+    "save_limit": -1,
     "poll": 0.5,  # ORM broker: how often an idle worker looks for work
     "label": "Tasks",
 }
