@@ -30,14 +30,14 @@ MAX_REDIRECTS = 3
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     # Loading the CA bundle costs ~20 ms of CPU: once per process, not once per task.
     return httpx.create_ssl_context()
 
 
 def client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        verify=_tls(),
+        verify=tls_context(),
         timeout=httpx.Timeout(settings.PROVIDER_TIMEOUT, connect=10.0),
         follow_redirects=False,
         headers={"User-Agent": "UpscalerPortal/1.0"},

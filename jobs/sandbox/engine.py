@@ -210,6 +210,7 @@ def _client() -> httpx.AsyncClient:
     # requests are not the portal's. No proxy from the environment either, so the
     # connection goes to the address the door vetted.
     return httpx.AsyncClient(
+        verify=door.tls_context(),  # a client per call, but the CA bundle loaded once
         timeout=httpx.Timeout(FETCH_DEADLINE),
         follow_redirects=False,
         trust_env=False,
