@@ -173,7 +173,12 @@ class SpendFilter(forms.Form):
 
 def _scoped(rows: QuerySet, user, f: Filters) -> QuerySet:
     """Rows of the user's visible teams in the filter's range, team and provider."""
-    rows = rows.filter(created_at__gte=f.start, created_at__lt=f.end)
+    return _teams_and_provider(rows.filter(created_at__gte=f.start, created_at__lt=f.end), user, f)
+
+
+def _teams_and_provider(rows: QuerySet, user, f: Filters) -> QuerySet:
+    """Ledger rows or rollup cells: of the user's visible teams, the filter's team and
+    provider."""
     if not user.is_staff:
         rows = rows.filter(team__in=visible_teams(user))
     if f.team:
@@ -202,13 +207,7 @@ def all_spend(user, f: Filters) -> QuerySet:
     """The daily rollup cells (billing.models.DailySpend, real and sandbox) of the charges
     `all_charges` lists: the same filters, by UTC day, without reading the ledger."""
     rows = DailySpend.objects.filter(day__gte=f.since, day__lte=f.until)
-    if not user.is_staff:
-        rows = rows.filter(team__in=visible_teams(user))
-    if f.team:
-        rows = rows.filter(team=f.team)
-    if f.provider:
-        rows = rows.filter(provider=f.provider)
-    return rows
+    return _teams_and_provider(rows, user, f)
 
 
 def spend_cells(user, f: Filters) -> QuerySet:

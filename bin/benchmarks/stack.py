@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable  # bin/benchmark re-executes itself with the project's interpreter
@@ -36,26 +35,9 @@ def fresh_database(tmp: Path, prefix: str):
     url = os.environ.get("DATABASE_URL")
     if not url:
         return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
-    import psycopg
+    from tests.databases import fresh_postgres
 
-    parts = urlsplit(url)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = dict(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname="postgres",
-        autocommit=True,
-    )
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    return fresh_postgres(url, prefix)
 
 
 class Stack:

@@ -11,11 +11,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from tests.databases import fresh_postgres
 from upscaler_site.env import derived_secret
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,27 +31,8 @@ def free_port() -> int:
 
 
 def _fresh_postgres(url: str):
-    """Create an empty database beside the one DATABASE_URL names; return its URL."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"upscaler_e2e_{uuid.uuid4().hex[:8]}"
-    admin = dict(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname="postgres",
-        autocommit=True,
-    )
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    """Create an empty database beside the one DATABASE_URL names; its URL and a drop."""
+    return fresh_postgres(url, "upscaler_e2e")
 
 
 class Portal:
