@@ -11,6 +11,7 @@ from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
 from jobs.models import Heartbeat, Job
+from tests.rows import bare_job
 from tests.test_health import HEALTHY_CLUSTER, beat
 from tests.test_retention import Clock
 
@@ -41,18 +42,7 @@ def ago(**delta) -> datetime.datetime:
 
 
 def job(team, state, **fields) -> Job:
-    return Job.objects.create(
-        team=team,
-        provider="local",
-        state=state,
-        input_name="p.png",
-        input_file="inputs/p.png",
-        input_format="PNG",
-        input_width=10,
-        input_height=10,
-        input_bytes=100,
-        **fields,
-    )
+    return bare_job(team, state=state, **fields)
 
 
 def test_staff_see_every_part_working(staff_client, team):

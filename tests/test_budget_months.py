@@ -17,6 +17,7 @@ from billing.models import LedgerEntry, PriceBook, Team
 from jobs import intake, lifecycle, tasks
 from jobs.models import Job
 from tests.images import upload
+from tests.rows import bare_job
 
 D = Decimal
 UTC = datetime.UTC
@@ -147,17 +148,7 @@ OPERATIONS = st.lists(
 
 
 def _job(team, amount) -> Job:
-    return Job.objects.create(
-        team=team,
-        provider="apixo",
-        input_name="p.png",
-        input_file="inputs/p.png",
-        input_format="PNG",
-        input_width=10,
-        input_height=10,
-        input_bytes=100,
-        quoted_amount=amount,
-    )
+    return bare_job(team, provider="apixo", quoted_amount=amount)
 
 
 def _advance(now, how):

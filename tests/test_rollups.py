@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from billing import exposure, ledger, rollups, views
 from billing.models import DailySpend, LedgerEntry, Membership, OpenHold, Team
 from jobs.models import Job
+from tests.rows import bare_job
 
 D = Decimal
 UTC = datetime.UTC
@@ -46,19 +47,7 @@ class Clock:
 
 
 def _job(team, user, provider, sandbox, amount) -> Job:
-    return Job.objects.create(
-        team=team,
-        created_by=user,
-        provider=provider,
-        sandbox=sandbox,
-        input_name="p.png",
-        input_file="inputs/p.png",
-        input_format="PNG",
-        input_width=10,
-        input_height=10,
-        input_bytes=100,
-        quoted_amount=amount,
-    )
+    return bare_job(team, created_by=user, provider=provider, sandbox=sandbox, quoted_amount=amount)
 
 
 def _advance(now, how):
