@@ -126,6 +126,27 @@ class Job(models.Model):
     billing_resolved_at = models.DateTimeField(null=True, blank=True)
     billing_resolution = models.TextField(blank=True)
 
+    # "Keep this one": the result a person chose among a batch's results for one image.
+    kept = models.BooleanField(default=False)
+    kept_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # A person deleted the job's files (its row, timeline and ledger rows stay).
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # The submitter asked for an e-mail when the batch ends (sent only for long batches).
+    email_when_done = models.BooleanField(default=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -283,3 +304,37 @@ class JobEvent(models.Model):
 
     def __str__(self):
         return f"{self.job_id} -> {self.state} at {self.at:%H:%M:%S}"
+
+
+class BatchEmail(models.Model):
+    """A batch's "it is done" e-mail, once: the unique batch, not a check-then-send, is
+    what keeps a retried task or two finishing jobs from sending it twice."""
+
+    batch = models.UUIDField(unique=True)
+    to = models.EmailField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"batch {self.batch} mailed to {self.to}"
+
+
+class Preset(models.Model):
+    """A named provider + options set a team saves on the upload page and picks again."""
+
+    team = models.ForeignKey("billing.Team", on_delete=models.CASCADE, related_name="presets")
+    name = models.CharField(max_length=60)
+    # [[provider slug, {option: value}], ...]: what provider_choices_from() reads.
+    choices = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="one_preset_name_per_team")
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.team})"
