@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from billing.models import BudgetWarning, LedgerEntry, Membership, PriceBook, Team
+from billing.models import BudgetWarning, LedgerEntry, Membership, PriceBook, Team, TeamEvent
 from billing.pricing import describe, price
 
 
@@ -15,6 +15,7 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "monthly_cap"]
 
 
 @admin.register(Team)
@@ -186,3 +187,14 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 class BudgetWarningAdmin(ReadOnlyAdmin):
     list_display = ["team", "period", "threshold", "sent_at"]
     list_filter = ["threshold", "team"]
+
+
+# Written by the team page (billing/members.py). Budget edits made here, in the admin, are
+# staff's own and write no team event.
+@admin.register(TeamEvent)
+class TeamEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "team", "actor", "kind", "text"]
+    list_filter = ["kind", "team"]
+    list_select_related = ["team", "actor"]
+    search_fields = ["text"]
+    date_hierarchy = "created_at"

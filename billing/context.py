@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from billing import ledger
 from billing.models import Team
+from billing.money import usd
 
 WARN_PERCENT = ledger.WARN_AT[0]
 FULL_PERCENT = ledger.WARN_AT[-1]
@@ -23,8 +24,8 @@ def banner(use: ledger.Usage) -> Banner | None:
     if percent is None or percent < WARN_PERCENT:
         return None
     message = (
-        f"{use.team.name} has used {percent}% of its ${use.budget:.2f} monthly budget "
-        f"(spent ${use.spent:.2f}, held ${use.held:.2f}). "
+        f"{use.team.name} has used {percent}% of its {usd(use.budget)} monthly budget "
+        f"(spent {usd(use.spent)}, held {usd(use.held)}). "
         f"It resets on {use.resets_at:%Y-%m-%d} UTC."
     )
     if percent >= FULL_PERCENT:

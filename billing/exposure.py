@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import LedgerEntry
+from billing.money import usd
 
 POSSIBLY_BILLED = "possibly_billed"  # jobs.Job.Billing values (jobs imports billing)
 CHARGED = "charged"
@@ -89,7 +90,7 @@ def keep_open(job) -> None:
         lifecycle.note(
             job.pk,
             job.state,
-            f"Possibly billed: ${job.quoted_amount:.2f} stays held. The provider may have "
+            f"Possibly billed: {usd(job.quoted_amount)} stays held. The provider may have "
             "done (and charged for) this job; an admin will check and resolve it.",
         )
 
@@ -141,7 +142,7 @@ def resolve(job, *, by, decision: str, reason: str, amount: Decimal | None = Non
         ledger.release(
             job, f"Hold released: possibly billed, resolved by {who} as {DECISIONS[decision]}."
         )
-        said = f"charged ${amount:.2f}" if decision == CHARGED else "not billed"
+        said = f"charged {usd(amount)}" if decision == CHARGED else "not billed"
         lifecycle.note(job.pk, job.state, f"Billing checked by {who}: {said}. Reason: {reason}")
         if decision == CHARGED:
             ledger.warn(job.team)

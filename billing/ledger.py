@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing import books, exposure
 from billing.models import BudgetWarning, DailySpend, LedgerEntry, OpenHold, Team
+from billing.money import usd
 
 Kind = LedgerEntry.Kind
 ZERO = Decimal("0.0000")
@@ -106,16 +107,16 @@ class OverBudget(Exception):
 
 
 def refusal(use: Usage, wanted: Decimal) -> str:
-    held = f"held for running jobs ${use.held:.2f}"
+    held = f"held for running jobs {usd(use.held)}"
     if use.possibly_billed:
         held = (
-            f"held for running jobs ${use.held_running:.2f}, held for jobs a provider may "
-            f"have billed ${use.possibly_billed:.2f}"
+            f"held for running jobs {usd(use.held_running)}, held for jobs a provider may "
+            f"have billed {usd(use.possibly_billed)}"
         )
     return (
-        f"This would go over {use.team.name}'s monthly budget of ${use.budget:.2f}: "
-        f"spent ${use.spent:.2f}, {held}, this submission "
-        f"${wanted:.2f}, left ${max(use.left, ZERO):.2f}. The budget resets on "
+        f"This would go over {use.team.name}'s monthly budget of {usd(use.budget)}: "
+        f"spent {usd(use.spent)}, {held}, this submission "
+        f"{usd(wanted)}, left {usd(max(use.left, ZERO))}. The budget resets on "
         f"{use.resets_at:%Y-%m-%d} (UTC). Ask a manager to raise it, or submit less."
     )
 
@@ -131,11 +132,22 @@ def hold(team: Team, jobs) -> None:
     """Check the budget and hold every job's quote, in the caller's transaction.
 
     The team row is locked first (PostgreSQL), so concurrent submissions queue here and
-    each sees the others' holds; SQLite's IMMEDIATE transactions serialize writers."""
+    each sees the others' holds; SQLite's IMMEDIATE transactions serialize writers.
+    Members' own monthly caps are checked here too, under that same lock: the team lock
+    serializes every submission of the team, so two of one person's cannot both pass."""
+    from billing import caps
+
     if connection.vendor == "postgresql":
         team = Team.objects.select_for_update().get(pk=team.pk)
     wanted = sum((j.quoted_amount for j in jobs if not j.sandbox), ZERO)
     check(team, wanted)
+    by_user: dict[int, Decimal] = {}
+    for job in jobs:
+        if not job.sandbox:
+            by_user[job.created_by_id] = by_user.get(job.created_by_id, ZERO) + job.quoted_amount
+    over_cap = caps.check(team, by_user)
+    if over_cap:
+        raise OverBudget(over_cap)
     for job in jobs:
         LedgerEntry.objects.create(
             team=team,
@@ -294,7 +306,7 @@ def warn(team: Team) -> None:
         if emails:
             subject = f"{team.name} has used {use.percent}% of its monthly budget"
             body = (
-                f"Spent ${use.spent:.2f} and held ${use.held:.2f} of ${use.budget:.2f} "
+                f"Spent {usd(use.spent)} and held {usd(use.held)} of {usd(use.budget)} "
                 f"this month. The budget resets on {use.resets_at:%Y-%m-%d} (UTC)."
             )
             transaction.on_commit(

@@ -36,6 +36,15 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # What this person may spend in the team per calendar month (UTC), like the team's
+    # budget and checked beside it (billing/caps.py). Empty: no cap of their own.
+    monthly_cap = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="USD per calendar month (UTC); empty: no cap",
+    )
 
     class Meta:
         constraints = [
@@ -44,6 +53,42 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class TeamEvent(models.Model):
+    """Who changed what in a team, from the team page (billing/members.py): budgets, caps,
+    roles, invitations, removals. Append-only; written in the change's transaction.
+    Budget edits made in the Django admin write none (staff's own tool)."""
+
+    class Kind(models.TextChoices):
+        BUDGET = "budget", "Budget"
+        CAP = "cap", "Member cap"
+        ROLE = "role", "Role"
+        INVITE = "invite", "Invitation"
+        REMOVE = "remove", "Removal"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    text = models.CharField(max_length=300)  # never a link or a token: words only
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["team", "created_at"], name="team_event_team_time")]
+
+    def __str__(self):
+        return self.text
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Team events are never edited.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Team events are never deleted.")
 
 
 class PriceBook(models.Model):

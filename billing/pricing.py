@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from billing.money import usd
+
 CENT = Decimal("0.0001")
 MP = 1_000_000
 
@@ -73,7 +75,7 @@ def price(rule: dict, name: str, width: int, height: int, options=None) -> Quote
         return Quote(money(0), "free", f"{name} is free.")
     if kind == "flat":
         amount = money(rule["price"])
-        return Quote(amount, "per image", f"{name}: ${amount:.2f} per image, any size.", verified)
+        return Quote(amount, "per image", f"{name}: {usd(amount)} per image, any size.", verified)
     if kind == "per_mp_ceil":
         whole = max(1, math.ceil(pixels / MP))
         unit = Decimal(rule["price"])
@@ -81,7 +83,7 @@ def price(rule: dict, name: str, width: int, height: int, options=None) -> Quote
         return Quote(
             amount,
             f"{whole} MP",
-            f"{size}, billed as {whole} MP x ${unit}: ${amount:.4f}",
+            f"{size}, billed as {whole} MP x {usd(unit)}: {usd(amount)}",
             verified,
         )
     brackets = rule["brackets"]
@@ -91,7 +93,7 @@ def price(rule: dict, name: str, width: int, height: int, options=None) -> Quote
     for upper, amount, label in brackets:
         if upper is None or pixels <= upper:
             amount = money(amount)
-            return Quote(amount, label, f"{size}: {name} {label} bracket, ${amount:.2f}", verified)
+            return Quote(amount, label, f"{size}: {name} {label} bracket, {usd(amount)}", verified)
     raise AssertionError("brackets end with an open one")
 
 

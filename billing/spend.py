@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.db.models import Count, Q, QuerySet, Sum
 
-from billing import ledger
+from billing import ledger, money
 from billing.models import DailySpend, LedgerEntry, Membership, OpenHold, Team
 
 UTC = datetime.UTC
@@ -120,7 +120,7 @@ class SpendFilter(forms.Form):
     until = forms.DateField(label="To", widget=forms.DateInput({"type": "date"}))
     team = forms.ModelChoiceField(queryset=None, required=False, empty_label="All teams")
     provider = forms.ChoiceField(required=False)
-    include_sandbox = forms.BooleanField(required=False, label="Include sandbox (would-be)")
+    include_sandbox = forms.BooleanField(required=False, label="Include sandbox jobs (not billed)")
 
     def __init__(self, data, *, teams):
         since, until = this_month()
@@ -437,7 +437,9 @@ def chart_data(rows: list[dict], f: Filters) -> dict:
                     "label": name if stack == "real" else f"{name} (sandbox)",
                     "provider": provider,
                     "stack": stack,
-                    "data": [f"{amounts.get((stack, provider, day), ZERO):.4f}" for day in days],
+                    "data": [
+                        money.exact(amounts.get((stack, provider, day), ZERO)) for day in days
+                    ],
                 }
             )
     return {
@@ -508,6 +510,7 @@ CSV_HEADER = [
     "price_book_version",
     "kind",  # charge, correction, or possibly_billed (an open hold an admin will check)
     "explanation",
+    "kept",  # the job is the result someone chose for its image ("keep this one")
 ]
 
 
@@ -532,9 +535,10 @@ def export_rows(rows: QuerySet, chunk_size: int = 5000):
         "price_book__version",
         "kind",
         "explanation",
+        "job__kept",
     )
     hold = LedgerEntry.Kind.HOLD
-    for at, team, person, provider, job, amount, sandbox, book, kind, text in rows.iterator(
+    for at, team, person, provider, job, amount, sandbox, book, kind, text, kept in rows.iterator(
         chunk_size=chunk_size
     ):
         yield [
@@ -543,11 +547,12 @@ def export_rows(rows: QuerySet, chunk_size: int = 5000):
             _text(person or ""),
             provider,
             "" if job is None else job,
-            f"{amount:.4f}",
+            money.exact(amount),
             "yes" if sandbox else "no",
             "" if book is None else book,
             ledger.POSSIBLY_BILLED if kind == hold else kind,
             _text(text),
+            "" if job is None else ("yes" if kept else "no"),
         ]
 
 

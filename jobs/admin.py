@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing import exposure
+from billing.money import usd
 from jobs.models import Job, JobEvent
 
 
@@ -126,7 +127,7 @@ class JobAdmin(admin.ModelAdmin):
             return obj.get_billing_status_display()
         url = reverse("admin:jobs_job_resolve_billing", args=[obj.pk])
         return format_html(
-            'Possibly billed: ${} held. <a href="{}">Resolve…</a>', f"{obj.quoted_amount:.2f}", url
+            'Possibly billed: {} held. <a href="{}">Resolve…</a>', usd(obj.quoted_amount), url
         )
 
     def get_urls(self):

@@ -44,14 +44,37 @@ def provider_panels(selected=(), values=None):
     return panels
 
 
+# History's filters come from URLs people copy, edit and bookmark: a value that cannot be
+# used drops that one filter (the others still apply) and the page says why, in these words.
+NOT_A_CHOICE = {"invalid_choice": "'%(value)s' is not one of the choices"}
+NOT_A_DATE = {"invalid": "enter a valid date"}
+
+
 class HistoryFilter(forms.Form):
     q = forms.CharField(required=False, label="File name")
-    state = forms.ChoiceField(required=False, label="Status")
-    provider = forms.ChoiceField(required=False)
-    team = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    person = forms.ModelChoiceField(queryset=None, required=False, empty_label="Anyone")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput({"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput({"type": "date"}))
+    state = forms.ChoiceField(required=False, label="Status", error_messages=NOT_A_CHOICE)
+    provider = forms.ChoiceField(required=False, error_messages=NOT_A_CHOICE)
+    team = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, error_messages=NOT_A_CHOICE
+    )
+    person = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        empty_label="Anyone",
+        error_messages={"invalid_choice": "no such person in your teams"},
+    )
+    since = forms.DateField(
+        required=False,
+        label="From",
+        widget=forms.DateInput({"type": "date"}),
+        error_messages=NOT_A_DATE,
+    )
+    until = forms.DateField(
+        required=False,
+        label="To",
+        widget=forms.DateInput({"type": "date"}),
+        error_messages=NOT_A_DATE,
+    )
 
     def __init__(self, *args, teams, **kwargs):
         """teams: the user's teams, already fetched (a list): the page reads them once."""
@@ -69,25 +92,34 @@ class HistoryFilter(forms.Form):
         else:  # nothing to choose
             del self.fields["team"]
 
+    @property
+    def ignored(self) -> list[str]:
+        """One line per filter dropped for a bad value, e.g. "Ignored 'From': enter a
+        valid date."."""
+        if not self.is_bound or self.is_valid():
+            return []
+        return [f"Ignored '{self[name].label}': {err[0]}." for name, err in self.errors.items()]
+
     def filter(self, jobs):
-        if not self.is_valid():
+        if not self.is_bound:
             return jobs
+        self.is_valid()  # a field with a bad value is left out of cleaned_data: not applied
         data = self.cleaned_data
-        if data["q"]:
+        if data.get("q"):
             jobs = jobs.filter(input_name__icontains=data["q"])
-        if data["state"]:
+        if data.get("state"):
             jobs = jobs.filter(state=data["state"])
-        if data["provider"]:
+        if data.get("provider"):
             jobs = jobs.filter(provider=data["provider"])
-        if data["person"]:
+        if data.get("person"):
             jobs = jobs.filter(created_by=data["person"])
         if data.get("team"):
             jobs = jobs.filter(team_id=data["team"])
         # Days as a range of created_at (in the portal's time zone), not `created_at__date`:
         # a function of the column would keep the database from using its index.
-        if data["since"]:
+        if data.get("since"):
             jobs = jobs.filter(created_at__gte=day_start(data["since"]))
-        if data["until"]:
+        if data.get("until"):
             jobs = jobs.filter(created_at__lt=day_start(data["until"] + datetime.timedelta(1)))
         return jobs
 

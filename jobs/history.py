@@ -60,8 +60,19 @@ class Page:
         return self.first and self.older is None
 
 
-def _cursor(job) -> str:
+def cursor(job) -> str:
     return encode(job.created_at, job.pk)
+
+
+def made_since(jobs, after: str, *, size: int = PAGE_SIZE) -> list | None:
+    """The jobs made after the cursor `after` ("": any), oldest first, at most `size`:
+    what an open first page has not shown yet. Oldest first so that, with more than a
+    page of new jobs, the next call goes on from the newest of these and skips none.
+    None for a cursor that is not one."""
+    key = decode(after) if after else (EPOCH, 0)
+    if key is None:
+        return None
+    return list(newer_than(jobs, *key).order_by("created_at", "id")[:size])
 
 
 def page(jobs, *, older: str = "", newer: str = "", size: int = PAGE_SIZE) -> Page:
@@ -76,19 +87,19 @@ def page(jobs, *, older: str = "", newer: str = "", size: int = PAGE_SIZE) -> Pa
         rows = list(older_than(jobs, *key).order_by("-created_at", "-id")[: size + 1])
         return Page(
             rows[:size],
-            older=_cursor(rows[size - 1]) if len(rows) > size else None,
+            older=cursor(rows[size - 1]) if len(rows) > size else None,
             # The page we came from is newer ("Newer" from an empty page: the same cursor).
-            newer=_cursor(rows[0]) if rows else token,
+            newer=cursor(rows[0]) if rows else token,
         )
     if key and newer:
         rows = list(newer_than(jobs, *key).order_by("created_at", "id")[: size + 1])
         if len(rows) <= size:  # reached the top: the newest page, full
             return Page(**_top(jobs, size))
         rows = rows[:size][::-1]
-        return Page(rows, older=_cursor(rows[-1]), newer=_cursor(rows[0]))
+        return Page(rows, older=cursor(rows[-1]), newer=cursor(rows[0]))
     return Page(**_top(jobs, size))
 
 
 def _top(jobs, size) -> dict:
     rows = list(jobs.order_by("-created_at", "-id")[: size + 1])
-    return {"jobs": rows[:size], "older": _cursor(rows[size - 1]) if len(rows) > size else None}
+    return {"jobs": rows[:size], "older": cursor(rows[size - 1]) if len(rows) > size else None}

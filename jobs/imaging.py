@@ -66,29 +66,76 @@ def _open(stream, max_pixels: int) -> Image.Image:
         try:
             img = Image.open(stream)
         except Image.DecompressionBombError:
-            raise ImageRefused(
-                "This file claims a gigantic size in its header (a 'decompression bomb') "
-                "and was refused.",
-                "decompression_bomb",
-            ) from None
+            raise _gigantic() from None
         except Exception:
-            raise ImageRefused(
-                "This is not an image we can read. Upload a JPEG, PNG or WebP file.",
-                "not_an_image",
-            ) from None
-    if img.format not in ACCEPTED_FORMATS:
+            raise ImageRefused(NOT_AN_IMAGE, "not_an_image") from None
+    check_format(img.format)
+    check_pixels(img.width, img.height, max_pixels)
+    return img
+
+
+# --- the header checks, shared by the submit (from the file) and the upload page's
+# preview (from what the browser measured), so both refuse with the same words ---------
+NOT_AN_IMAGE = "This is not an image we can read. Upload a JPEG, PNG or WebP file."
+
+
+def _gigantic() -> ImageRefused:
+    return ImageRefused(
+        "This file claims a gigantic size in its header (a 'decompression bomb') and was refused.",
+        "decompression_bomb",
+    )
+
+
+def check_format(fmt: str | None) -> None:
+    if fmt not in ACCEPTED_FORMATS:
         raise ImageRefused(
-            f"{img.format or 'This'} images are not supported. Upload a JPEG, PNG or WebP file.",
+            f"{fmt or 'This'} images are not supported. Upload a JPEG, PNG or WebP file.",
             "unsupported_format",
         )
-    if img.width * img.height > max_pixels:
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise ImageRefused(
-            f"The image says it is {img.width}x{img.height} pixels, more than the "
+            f"The image says it is {width}x{height} pixels, more than the "
             f"{max_pixels / 1e6:.0f} megapixels we accept (a possible decompression "
             "bomb), so it was not opened.",
             "decompression_bomb",
         )
-    return img
+
+
+def check_bytes(size_bytes: int) -> None:
+    if size_bytes > settings.MAX_UPLOAD_BYTES:
+        raise ImageRefused(
+            f"The file is {human_bytes(size_bytes)}; the limit is "
+            f"{human_bytes(settings.MAX_UPLOAD_BYTES)}.",
+            "too_large",
+        )
+    if size_bytes == 0:
+        raise ImageRefused("The file is empty.", "not_an_image")
+
+
+def check_sides(width: int, height: int) -> None:
+    side = settings.MIN_INPUT_SIDE
+    if width < side or height < side:
+        raise ImageRefused(
+            f"The image is {width}x{height} pixels; it must be at least {side}x{side}.",
+            "too_small",
+        )
+
+
+def check_measured(info: "ImageInfo") -> None:
+    """Every check `inspect_upload` makes, in its order, on an image measured elsewhere
+    (an empty format: a file the browser could not decode)."""
+    check_bytes(info.size_bytes)
+    if not info.format:
+        raise ImageRefused(NOT_AN_IMAGE, "not_an_image")
+    check_format(info.format)
+    # Pillow itself refuses to open past twice its own limit, before our cap is asked.
+    if Image.MAX_IMAGE_PIXELS and info.width * info.height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise _gigantic()
+    check_pixels(info.width, info.height, settings.MAX_INPUT_PIXELS)
+    check_sides(info.width, info.height)
 
 
 def _decode(img: Image.Image) -> Image.Image:
@@ -112,23 +159,11 @@ def inspect_upload(fileobj, size_bytes: int) -> ImageInfo:
     """An upload's size, format and dimensions from its header, against the limits every
     provider shares. No pixel is decoded here: `thumbnail()` does that, once the provider
     limits (judged from this header) have passed."""
-    if size_bytes > settings.MAX_UPLOAD_BYTES:
-        raise ImageRefused(
-            f"The file is {human_bytes(size_bytes)}; the limit is "
-            f"{human_bytes(settings.MAX_UPLOAD_BYTES)}.",
-            "too_large",
-        )
-    if size_bytes == 0:
-        raise ImageRefused("The file is empty.", "not_an_image")
+    check_bytes(size_bytes)
     fileobj.seek(0)
     img = _open(fileobj, settings.MAX_INPUT_PIXELS)
     fileobj.seek(0)
-    side = settings.MIN_INPUT_SIDE
-    if img.width < side or img.height < side:
-        raise ImageRefused(
-            f"The image is {img.width}x{img.height} pixels; it must be at least {side}x{side}.",
-            "too_small",
-        )
+    check_sides(img.width, img.height)
     return ImageInfo(img.format, img.width, img.height, _has_alpha(img), size_bytes)
 
 
@@ -200,3 +235,12 @@ def resize(stream, size: tuple[int, int], fmt: str | None = None) -> tuple[bytes
             img = img.convert("RGBA" if _has_alpha(img) else "RGB")
         big = img.resize(size, Image.Resampling.LANCZOS)
     return encode(big, fmt), fmt
+
+
+def header_has_alpha(stream) -> bool:
+    """Whether a stored image has transparency, from its header alone (no pixel decoded):
+    PNG's colour type or tRNS chunk, WebP's alpha flag."""
+    try:
+        return _has_alpha(_open(stream, settings.MAX_RESULT_PIXELS))
+    except ImageRefused:
+        return False

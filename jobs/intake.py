@@ -18,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from billing import books, ledger
+from billing import books, ledger, money
 from jobs import imaging, lifecycle, retention, tasks
 from jobs.imaging import ImageInfo, ImageRefused
 from jobs.models import Job
@@ -153,7 +153,7 @@ def store(upload: Upload) -> StoredInput:
     return StoredInput(upload.name, file_name, thumb_name, upload.info)
 
 
-def submit_uploads(*, user, team, files, choices) -> list[Job]:
+def submit_uploads(*, user, team, files, choices, email_when_done=False) -> list[Job]:
     selections = select(choices)
     uploads = inspect(files)
     check([(u.name, u.info) for u in uploads], selections)
@@ -161,7 +161,13 @@ def submit_uploads(*, user, team, files, choices) -> list[Job]:
     uploads = decode(uploads)
     stored = [store(u) for u in uploads]
     try:
-        return create_jobs(user=user, team=team, inputs=stored, selections=selections)
+        return create_jobs(
+            user=user,
+            team=team,
+            inputs=stored,
+            selections=selections,
+            email_when_done=email_when_done,
+        )
     except SubmissionRefused:
         for s in stored:  # a concurrent submission took the budget first
             default_storage.delete(s.file_name)
@@ -200,7 +206,9 @@ def rerun(job: Job, *, user, choices) -> list[Job]:
             ["This job's files have expired: its original was deleted. Upload it again."]
         )
     selections = select(choices)
-    info = ImageInfo(job.input_format, job.input_width, job.input_height, False, job.input_bytes)
+    info = ImageInfo(
+        job.input_format, job.input_width, job.input_height, input_alpha(job), job.input_bytes
+    )
     check([(job.input_name, info)], selections)
     check_budget(job.team, [info], selections)
     stored = StoredInput(job.input_name, job.input_file.name, job.input_thumb.name, info)
@@ -209,12 +217,30 @@ def rerun(job: Job, *, user, choices) -> list[Job]:
     )
 
 
-def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]:
+def input_alpha(job: Job) -> bool:
+    """Whether a stored input has transparency (its header only; a JPEG never has)."""
+    if job.input_format == "JPEG" or not job.input_file:
+        return False
+    try:
+        with job.input_file.open("rb") as stream:
+            return imaging.header_has_alpha(stream)
+    except OSError:
+        return False
+
+
+def create_jobs(
+    *, user, team, inputs, selections, source_job=None, email_when_done=False
+) -> list[Job]:
+    """`email_when_done`: the submitter wants an e-mail when a long batch ends
+    (jobs/notices.py)."""
     batch = uuid.uuid4()
     created = []
     with transaction.atomic():
         for stored in inputs:
             for n, sel in enumerate(selections):
+                # "Keep transparency" becomes the format this image needs: the job
+                # stores (and sends) the value the provider's contract takes.
+                sel = replace(sel, options=sel.provider.resolve_options(sel.options, stored.info))
                 width, height = sel.provider.output_size(stored.info, sel.options)
                 quote, book = quote_for(sel, stored.info)
                 job = Job.objects.create(
@@ -240,14 +266,15 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
                     quoted_amount=quote.amount,
                     quote_explanation=quote.explanation[:300],
                     price_book=book,
+                    email_when_done=email_when_done,
                 )
-                sandbox = " (sandbox)" if job.sandbox else ""
+                sandbox = " (sandbox - not billed)" if job.sandbox else ""
                 lifecycle.note(
                     job.pk,
                     Job.State.QUEUED,
                     f"Accepted {stored.info.width}x{stored.info.height} "
                     f"{stored.info.format}; expected result {width}x{height}, "
-                    f"quoted ${quote.amount:.4f}{sandbox}.",
+                    f"quoted {money.price(quote.amount)}{sandbox}.",
                 )
                 created.append(job)
         try:
@@ -259,14 +286,42 @@ def create_jobs(*, user, team, inputs, selections, source_job=None) -> list[Job]
 
 
 def parse_sizes(values) -> list[tuple[str, ImageInfo]]:
-    """`name|width|height|bytes` entries the upload page measured in the browser."""
+    """`name|width|height|bytes|kind` entries the upload page measured in the browser.
+
+    kind: the format read from the file's first bytes (JPEG, PNG, WEBP, or another's name)
+    with "+alpha" when it has transparency, or "unreadable" for a file the browser could
+    not decode (then width and height are 0). Entries without a kind (the older
+    `name|width|height|bytes`) are taken as opaque PNGs."""
     infos = []
     for value in values[:50]:
-        try:
-            name, width, height, size = value.rsplit("|", 3)
-            info = ImageInfo("PNG", int(width), int(height), False, int(size))
-        except ValueError:
-            continue
-        if info.width > 0 and info.height > 0:
-            infos.append((display_name(name), info))
+        parsed = _sized(value, with_kind=True) or _sized(value, with_kind=False)
+        if parsed:
+            infos.append(parsed)
     return infos
+
+
+def _sized(value: str, *, with_kind: bool) -> tuple[str, ImageInfo] | None:
+    try:
+        if with_kind:
+            name, width, height, size, kind = value.rsplit("|", 4)
+        else:
+            (name, width, height, size), kind = value.rsplit("|", 3), "PNG"
+        width, height, size = int(width), int(height), int(size)
+    except ValueError:
+        return None
+    fmt, _, alpha = kind.upper().partition("+")
+    if fmt == "UNREADABLE":
+        fmt = ""  # imaging.check_measured refuses it as the submit would
+    elif not (fmt.isalnum() and len(fmt) <= 10) or width <= 0 or height <= 0:
+        return None
+    return display_name(name), ImageInfo(fmt, width, height, alpha == "ALPHA", max(size, 0))
+
+
+def measured_refusal(info: ImageInfo) -> str:
+    """What the submit would say of an image the browser measured before the providers
+    are asked ("" if nothing): `inspect`'s own checks, on the browser's figures."""
+    try:
+        imaging.check_measured(info)
+    except ImageRefused as refusal:
+        return refusal.message
+    return ""

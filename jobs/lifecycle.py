@@ -10,6 +10,7 @@ are all written through this module, so no adapter can forget it.
 """
 
 import logging
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import ledger
-from jobs import leases
+from jobs import leases, notices
 from jobs.models import Job, JobEvent
 from jobs.scrub import scrub
 
@@ -77,6 +78,9 @@ def move(
                 ledger.settle(
                     Job.objects.get(pk=job_id), frm=ended_from, provider_stopped=provider_stopped
                 )
+                # Once committed: is its batch over, and does someone want an e-mail?
+                # (robust: a failure there is logged and never breaks the job's own step).
+                transaction.on_commit(partial(notices.job_ended, job_id), robust=True)
     if changed:
         _log_move(job_id, ended_from, to, now, fields.get("error_code", ""))
     return bool(changed)

@@ -19,7 +19,7 @@ from billing import books, ledger
 from billing.models import LedgerEntry, PriceBook
 from billing.pricing import RULES, Quote, describe
 from jobs.imaging import ImageInfo
-from jobs.intake import check_limits
+from jobs.intake import check_limits, measured_refusal
 from jobs.providers import Provider, Refusal, all_providers, get_provider
 
 ZERO = Decimal("0.0000")
@@ -76,6 +76,17 @@ class Line:
     quote: Quote | None = None
     hint: Hint | None = None
     error: str = ""
+    warning: str = ""  # accepted, but the result will lose something (transparency)
+    max_scale: float | None = None  # the largest free-number scale this image allows
+
+
+@dataclass(frozen=True)
+class FileRefusal:
+    """An image the submit would refuse whichever provider is chosen, and why."""
+
+    name: str
+    info: ImageInfo
+    message: str
 
 
 @dataclass
@@ -122,6 +133,7 @@ class Preview:
     lines: list[Line]
     totals: list[ProviderTotal]
     budget: BudgetCheck | None
+    file_refusals: list[FileRefusal] = field(default_factory=list)
 
     @property
     def priced(self) -> list[Line]:
@@ -145,7 +157,29 @@ class Preview:
 
     @property
     def refused(self) -> bool:
-        return any(line.error for line in self.lines)
+        return bool(self.file_refusals) or any(line.error for line in self.lines)
+
+    @property
+    def has_sandbox(self) -> bool:
+        return any(line.provider.is_sandbox for line in self.priced)
+
+    @property
+    def has_real(self) -> bool:
+        return any(not line.provider.is_sandbox for line in self.priced)
+
+    @property
+    def blocked(self) -> str:
+        """Why the submit button is off ("" when it is on): the same things the submit
+        would refuse, so nobody presses it for a refusal."""
+        if not self.images:
+            return "Add images first."
+        if self.refused:
+            return "Fix the refused lines first."
+        if not self.lines:
+            return "Pick a provider."
+        if self.budget and self.budget.over:
+            return "Over what is left of the budget."
+        return ""
 
 
 def cheaper_choice(pricer: Pricer, provider: Provider, info, options, quote) -> Hint | None:
@@ -189,14 +223,51 @@ def chosen_lines(pricer: Pricer, choices, infos) -> list[Line]:
             continue
         for name, info in infos:
             line = Line(provider, name, info, options, provider.describe(options))
+            line.max_scale = largest_scale(provider, info, options)
             try:
                 line.size, line.quote = pricer.price(provider, info, options)
             except Refusal as refusal:
                 line.error = refusal.message
             else:
                 line.hint = cheaper_choice(pricer, provider, info, options, line.quote)
+                line.warning = transparency_warning(provider, name, info, options)
             lines.append(line)
     return lines
+
+
+def transparency_warning(provider: Provider, name: str, info: ImageInfo, options) -> str:
+    fmt = provider.drops_transparency(options) if info.has_alpha else ""
+    if not fmt:
+        return ""
+    return (
+        f"{fmt} has no transparency: the transparent parts of {name} will turn black. "
+        "Pick PNG or 'Keep transparency'."
+    )
+
+
+def largest_scale(provider: Provider, info: ImageInfo, options) -> float | None:
+    """For a provider whose scale is a free number: the largest, to a tenth, that this
+    image allows under the provider's limits and ours (the submit's own checks)."""
+    opt = next((o for o in provider.options if o.name == "scale" and not o.is_choice), None)
+    if opt is None:
+        return None
+
+    def fits(tenths: int) -> bool:
+        try:
+            check_limits(provider, info, {**options, "scale": opt.number_type(tenths / 10)})
+        except Refusal:
+            return False
+        return True
+
+    low, high = round(opt.minimum * 10), round(opt.maximum * 10)
+    if not fits(low):
+        return None
+    if fits(high):
+        return high / 10
+    while high - low > 1:  # the limits grow with the scale: bisect to the last that fits
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low / 10
 
 
 def provider_totals(
@@ -241,12 +312,17 @@ def preview(choices, infos, *, raw_options=None, team=None) -> Preview:
     """choices: [(slug, raw options)] as picked; infos: [(name, ImageInfo)] as measured;
     raw_options: every provider's panel values (slug -> raw), for the comparison."""
     lines, totals = [], []
-    if infos:  # nothing to price (and no query for the books) before images are chosen
+    # The submit's own checks of each file first (too small, too large, not an image):
+    # an image it would refuse is priced by no provider.
+    refusals = [FileRefusal(name, info, measured_refusal(info)) for name, info in infos]
+    refusals = [r for r in refusals if r.message]
+    accepted = [(name, info) for name, info in infos if not any(r.info is info for r in refusals)]
+    if accepted:  # nothing to price (and no query for the books) before images are chosen
         pricer = Pricer()
-        lines = chosen_lines(pricer, choices, infos)
+        lines = chosen_lines(pricer, choices, accepted)
         raw = {**(raw_options or {}), **dict(choices)}
-        totals = provider_totals(pricer, raw, {slug for slug, _ in choices}, infos)
-    return Preview(list(infos), lines, totals, budget_check(team, lines))
+        totals = provider_totals(pricer, raw, {slug for slug, _ in choices}, accepted)
+    return Preview(list(infos), lines, totals, budget_check(team, lines), refusals)
 
 
 # --- the job page's cost card ----------------------------------------------------------------

@@ -117,14 +117,7 @@ class Report(Tally):
 def _plan(rows: list[dict], cut: datetime.datetime, gone: set[str]):
     """Which files each job of a batch gives up, and which shared inputs stay (used by
     a job that is not past retention). `gone`: inputs this purge already deleted."""
-    inputs = {row["input_file"] for row in rows if row["input_file"]}
-    kept = set(
-        Job.objects.filter(input_file__in=inputs)
-        .exclude(_past(cut))
-        .order_by()
-        .values_list("input_file", flat=True)
-        .distinct()
-    )
+    kept = inputs_kept({row["input_file"] for row in rows if row["input_file"]}, _past(cut))
     doomed, handed_on = [], set()
     for row in rows:
         files = [name for name in (row["output_file"], row["output_thumb"]) if name]
@@ -139,6 +132,28 @@ def _plan(rows: list[dict], cut: datetime.datetime, gone: set[str]):
             size += row["input_bytes"]
         doomed.append(Doomed(row["pk"], row["team_id"], row["finished_at"], tuple(files), size))
     return doomed, handed_on
+
+
+# Shared inputs, for the purge and for a person deleting a job's files (jobs/deletion.py):
+# `leaving` matches the jobs that are giving up their files now.
+def inputs_kept(names, leaving: Q) -> set[str]:
+    """Which of these stored inputs a job that keeps its files still uses."""
+    return set(
+        Job.objects.filter(input_file__in=names)
+        .exclude(leaving)
+        .order_by()
+        .values_list("input_file", flat=True)
+        .distinct()
+    )
+
+
+def hand_on(name: str, leaving: Q) -> None:
+    """A shared input that stays gets an owner among the jobs that keep it (so it is
+    still counted once), unless one of them already is. Inside the caller's transaction."""
+    users = Job.objects.filter(input_file=name).exclude(leaving)
+    if not users.filter(input_owner=True).exists():
+        heir = users.order_by("-pk").values_list("pk", flat=True).first()
+        Job.objects.filter(pk=heir).update(input_owner=True)
 
 
 def _delete(doomed: Doomed) -> bool:
@@ -159,10 +174,7 @@ def _mark(now, job_ids: list[int], handed_on: set[str], cut) -> None:
             files_expired_at=now, input_file="", input_thumb="", output_file="", output_thumb=""
         )
         for name in handed_on:
-            users = Job.objects.filter(input_file=name).exclude(_past(cut))
-            if not users.filter(input_owner=True).exists():
-                heir = users.order_by("-pk").values_list("pk", flat=True).first()
-                Job.objects.filter(pk=heir).update(input_owner=True)
+            hand_on(name, _past(cut))
 
 
 def purge(

@@ -21,14 +21,19 @@ from django.conf import settings
 
 MASK = "[redacted]"
 MIN_SECRET = 8  # shorter values would mask ordinary words
-# Our own URLs carry secrets in their paths: /hooks/<provider>/<job>/<token>/, and
+# Our own URLs carry secrets in their paths: /hooks/<provider>/<job>/<token>/,
 # /inputs/<signed token>/ where the token has Django's signed shape (payload:time:sig),
-# so a provider's own link that merely has an "inputs" folder is left alone.
-TOKEN_PATHS = re.compile(r"(/hooks/[\w-]+/\d+/)[^/\s\"'<>]+|(/inputs/)[\w.-]+:[\w-]+:[\w-]+")
+# so a provider's own link that merely has an "inputs" folder is left alone, and an
+# invitation's /accounts/set-password/<user>/<password token>/.
+TOKEN_PATHS = re.compile(
+    r"(/hooks/[\w-]+/\d+/)[^/\s\"'<>]+|(/inputs/)[\w.-]+:[\w-]+:[\w-]+"
+    r"|(/accounts/set-password/[\w-]+/)[\w-]+"
+)
 
 
 def _secrets() -> tuple[str, ...]:
     values = {settings.SECRET_KEY, getattr(settings, "SANDBOX_API_KEY", "")}
+    values.add(getattr(settings, "EMAIL_HOST_PASSWORD", ""))
     for config in getattr(settings, "PROVIDER_SETTINGS", {}).values():
         key = config.get("api_key") or ""
         values.add(key)
@@ -60,7 +65,7 @@ def scrub(text) -> str:
     pattern = _pattern(_secrets())
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    return TOKEN_PATHS.sub(lambda m: (m.group(1) or m.group(2)) + MASK, text)
+    return TOKEN_PATHS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + MASK, text)
 
 
 # --- logs ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Figures for the providers page: recent success rate, median time, last error."""
+"""Figures for the providers page: recent success rate, median time, last error, and
+what the start-up self-check found unreachable."""
 
 import statistics
 from datetime import timedelta
@@ -39,3 +40,16 @@ def provider_stats(jobs):
             }
         )
     return rows
+
+
+def unreachable():
+    """The last start-up self-check (jobs/self_check.py) when something did not answer:
+    `{"failing": [{"what", "url"}], "at"}`; None when all answered or none has run."""
+    from jobs import self_check
+
+    beat = self_check.latest()
+    if beat is None or beat.detail.get("ok", True):
+        return None
+    failing = beat.detail.get("failing", [])
+    ours = any(f.get("what") == "PUBLIC_BASE_URL" for f in failing)
+    return {"failing": failing, "ours": ours, "at": beat.beat_at}

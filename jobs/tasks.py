@@ -80,6 +80,13 @@ def poll_job(job_id: int) -> None:
     tracker.poll_now(job_id)
 
 
+def email_batch(batch: str) -> bool:
+    """The "it is done" e-mail of a long batch (queued on the housekeeping queue)."""
+    from jobs import notices
+
+    return notices.send_batch_email(batch)
+
+
 def sweep() -> dict:
     from jobs import pipeline
 

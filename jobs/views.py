@@ -2,14 +2,28 @@ import uuid
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpResponseGone
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseGone,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing.models import LedgerEntry
 from billing.teams import teams_of
-from jobs import files, intake, pipeline, quotes, stats
+from jobs import choices, deletion, files, intake, pipeline, presets, quotes, stats, zips
 from jobs import history as history_pages
 from jobs.forms import (
     HistoryFilter,
@@ -28,8 +42,9 @@ def _job(request, pk, *related) -> Job:
 
 
 def _gone(job: Job) -> HttpResponseGone:
-    """A file of a job whose files expired: 410 in plain words, never a broken file."""
-    return HttpResponseGone(job.files_expired_note, content_type="text/plain; charset=utf-8")
+    """A file of a job whose files expired or were deleted: 410 in plain words, never a
+    broken file."""
+    return HttpResponseGone(deletion.gone_note(job), content_type="text/plain; charset=utf-8")
 
 
 def _team(request, team_id):
@@ -43,7 +58,7 @@ def _team(request, team_id):
 @require_http_methods(["GET", "POST"])
 def upload(request):
     teams = list(teams_of(request.user))  # once: the team picker and the budget
-    ctx = {"teams": teams, "errors": [], "created": []}
+    ctx = {"teams": teams, "errors": [], "created": [], "presets": presets.presets_of(request.user)}
     if request.method == "POST":
         choices = provider_choices_from(request.POST)
         team = _team(request, request.POST.get("team"))
@@ -55,6 +70,7 @@ def upload(request):
                 team=team,
                 files=request.FILES.getlist("images"),
                 choices=choices,
+                email_when_done=request.POST.get("email_when_done") == "on",
             )
         except intake.SubmissionRefused as refusal:
             ctx["errors"] = refusal.errors
@@ -96,13 +112,7 @@ def history(request):
     # their names make the Team filter.
     teams = list(teams_of(request.user))
     form = HistoryFilter(request.GET or None, teams=teams)
-    jobs = (
-        Job.objects.filter(team_id__in=[t.pk for t in teams])
-        .select_related("created_by", "price_book")
-        # The Cost column: the page's charges in one query, not one a row.
-        .prefetch_related(Prefetch("ledger", LedgerEntry.objects.filter(kind="charge")))
-    )
-    jobs = form.filter(jobs)
+    jobs = _history_jobs(teams, form)
     batch = request.GET.get("batch")
     count = None
     if batch:
@@ -112,7 +122,10 @@ def history(request):
             jobs = jobs.none()
         count = jobs.count()  # one submission's jobs: a handful, through the batch index
     page = history_pages.page(
-        jobs, older=request.GET.get("older", ""), newer=request.GET.get("newer", "")
+        jobs,
+        older=request.GET.get("older", ""),
+        newer=request.GET.get("newer", ""),
+        size=history_pages.PAGE_SIZE,
     )
     if page.complete:
         count = len(page.jobs)
@@ -127,6 +140,11 @@ def history(request):
         "older_url": _with(query, older=page.older),
         "newer_url": _with(query, newer=page.newer),
         "batch": batch,
+        "zip": zips.batch_summary(request.user, batch) if batch else None,
+        # The newest page shows new jobs as they are made (a submission's page has all).
+        "live_url": _live_url(query, page.jobs[0] if page.jobs else None)
+        if page.first and not batch
+        else None,
     }
     template = "jobs/history.html"
     if request.htmx and request.htmx.target == "results":
@@ -175,7 +193,7 @@ def detail(request, pk):
 
 
 @login_required
-@require_GET
+@require_safe  # HEAD too: download managers and link checkers ask first
 def image(request, pk, which, kind):
     job = _job(request, pk)
     if job.files_expired_at:
@@ -200,16 +218,14 @@ def image(request, pk, which, kind):
 
 
 @login_required
-@require_GET
+@require_safe  # HEAD too: download managers and link checkers ask first
 def download(request, pk):
     job = _job(request, pk)
     if job.files_expired_at:
         return _gone(job)
     if job.state != Job.State.SUCCEEDED or not job.output_file:
         raise Http404("This job has no result to download")
-    stem = job.input_name.rsplit(".", 1)[0]
-    ext = job.output_file.name.rsplit(".", 1)[-1]
-    filename = f"{stem}-{job.provider}-{job.output_width}x{job.output_height}.{ext}"
+    filename = zips.result_name(job)  # the same name as in a ZIP of results
     if files.in_bucket():
         return files.redirect(
             job.output_file.name,
@@ -237,21 +253,34 @@ def cancel(request, pk):
 @login_required
 @require_POST
 def rerun(request, pk):
-    job = _job(request, pk)
+    job = _job(request, pk, "team", "created_by", "price_book", "billing_resolved_by")
+    choices = provider_choices_from(request.POST)
     try:
-        created = intake.rerun(job, user=request.user, choices=provider_choices_from(request.POST))
+        created = intake.rerun(job, user=request.user, choices=choices)
     except intake.SubmissionRefused as refusal:
         ctx = {
             "job": job,
-            "events": job.events.all(),
             "rerun_errors": refusal.errors,
+            # The form exactly as sent: what was ticked (nothing, perhaps) and every
+            # panel's options, not the job's own provider ticked again.
+            "panels": provider_panels(
+                [slug for slug, _ in choices], all_options_from(request.POST)
+            ),
+        }
+        if request.htmx:  # only the form's section: the user stays where they are
+            return render(request, "jobs/detail.html#rerun", ctx, status=422)
+        ctx |= {
+            "events": job.events.all(),
             "cost": quotes.cost(job),
-            "panels": provider_panels([job.provider], {job.provider: job.options}),
+            "siblings": Job.objects.filter(batch=job.batch, input_file=job.input_file.name)
+            .exclude(pk=job.pk)
+            .exists(),
         }
         return render(request, "jobs/detail.html", ctx, status=422)
-    if len(created) == 1:
-        return redirect(created[0])
-    return redirect(f"/jobs/?batch={created[0].batch}")
+    url = created[0].get_absolute_url() if len(created) == 1 else f"/jobs/?batch={created[0].batch}"
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 @login_required
@@ -262,13 +291,16 @@ def compare(request, batch):
         raise Http404("No such batch")
     groups = {}
     for job in jobs:
-        # Expired jobs lost their file names: their image as the page describes it.
-        key = job.input_file.name or (job.input_name, job.input_width, job.input_height)
+        # By the image as the page describes it: expired and deleted jobs lost their file
+        # names, and a deleted one stays with the siblings that keep the shared original.
+        key = (job.input_name, job.input_width, job.input_height, job.input_bytes)
         groups.setdefault(key, []).append(job)
     ctx = {
-        "groups": list(groups.values()),
+        # A job that still has the original first: the group's "Original" tile shows it.
+        "groups": [sorted(group, key=lambda j: not j.input_file) for group in groups.values()],
         "batch": batch,
         "active": any(j.is_active for j in jobs),
+        "zip": zips.Summary.of(jobs),
     }
     template = "jobs/compare.html"
     if request.htmx and request.htmx.target == "compare":
@@ -282,5 +314,174 @@ def providers(request):
     return render(
         request,
         "jobs/providers.html",
-        {"rows": stats.provider_stats(Job.objects.for_user(request.user))},
+        {
+            "rows": stats.provider_stats(Job.objects.for_user(request.user)),
+            "unreachable": stats.unreachable(),
+        },
     )
+
+
+@login_required
+@require_POST
+def keep(request, pk):
+    """'Keep this one' (jobs/choices.py), then back to the page the button was on. With
+    htmx the redirect is followed with the same headers: the compare grid or the job's
+    live part answers, and the button's hx-select takes it."""
+    job = _job(request, pk)
+    wanted = {"1": True, "0": False}.get(request.POST.get("keep", ""))
+    try:
+        choices.keep(job, request.user, wanted)
+    except choices.NotKeepable as refusal:
+        return HttpResponse(str(refusal), status=409, content_type="text/plain; charset=utf-8")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = job.get_absolute_url()
+    return redirect(back)
+
+
+# --- saved presets (jobs/presets.py) ----------------------------------------------------------
+def _presets_part(request, status=200, **extra):
+    ctx = {"presets": presets.presets_of(request.user), "teams": list(teams_of(request.user))}
+    return render(request, "jobs/_presets.html", ctx | extra, status=status)
+
+
+@login_required
+@require_POST
+def preset_save(request):
+    """Save the upload form's chosen providers and options as a preset of the form's team."""
+    name = request.POST.get("preset_name", "")
+    try:
+        preset = presets.save(
+            user=request.user,
+            team=_team(request, request.POST.get("team")),
+            name=name,
+            choices=provider_choices_from(request.POST),
+            replace=request.POST.get("replace") == "1",
+        )
+    except presets.PresetRefused as refusal:
+        ctx = {"preset_error": refusal.message, "preset_exists": refusal.exists}
+        return _presets_part(request, status=422, preset_name=name, **ctx)
+    return _presets_part(request, selected=preset.pk, saved=preset)
+
+
+@login_required
+@require_GET
+def preset_apply(request):
+    """The provider panels filled in from a preset (the upload page swaps them in)."""
+    preset = presets.preset_of(request.user, request.GET.get("preset", ""))
+    slugs, values = presets.panel_values(preset)
+    response = render(request, "jobs/_providers.html", {"panels": provider_panels(slugs, values)})
+    response["HX-Trigger"] = "preset-applied"  # the preview re-quotes with these options
+    return response
+
+
+@login_required
+@require_POST
+def preset_delete(request):
+    preset = presets.preset_of(request.user, request.POST.get("preset", ""))
+    name = preset.name
+    preset.delete()
+    return _presets_part(request, deleted=name)
+
+
+# --- delete a job's files (jobs/deletion.py) and results as a ZIP (jobs/zips.py) -------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_files(request, pk):
+    """GET: the confirmation step (a page, or with htmx its form in the job page); POST:
+    delete the files, then back to the job page. A refusal says why, with 403 when the
+    job is not the person's to delete and 409 when its state does not allow it."""
+    job = _job(request, pk, "created_by", "deleted_by")
+    try:
+        if request.method == "POST":
+            deletion.delete_files(job, by=request.user)
+            return redirect(job)
+        deletion.check(job, request.user)
+        refusal, status = None, 200
+    except deletion.Refused as refused:
+        refusal, status = refused, 403 if refused.forbidden else 409
+    template = "jobs/delete.html#confirm" if request.htmx else "jobs/delete.html"
+    return render(request, template, {"job": job, "refusal": refusal}, status=status)
+
+
+def _no_zip(refusal: zips.Refused) -> HttpResponse:
+    return HttpResponse(
+        refusal.message, status=refusal.status, content_type="text/plain; charset=utf-8"
+    )
+
+
+@login_required
+@require_GET
+def batch_zip(request, batch):
+    jobs = zips.batch_jobs(request.user, batch)
+    if not jobs:
+        raise Http404("No such batch")
+    try:
+        return zips.response(jobs, f"results-{str(batch)[:8]}.zip")
+    except zips.Refused as refusal:
+        return _no_zip(refusal)
+
+
+@login_required
+@require_GET
+def selection_zip(request):
+    """The results of the jobs ticked in History: GET /jobs/zip/?job=1&job=2."""
+    try:
+        jobs = zips.selected_jobs(request.user, request.GET.getlist("job"))
+        return zips.response(jobs, f"results-{len(jobs)}-jobs.zip")
+    except zips.Refused as refusal:
+        return _no_zip(refusal)
+
+
+def _history_jobs(teams, form):
+    """The jobs History lists: the teams' (`team_id IN (...)`, which the
+    (team, -created_at, -id) index serves), filtered, with what a row shows."""
+    jobs = (
+        Job.objects.filter(team_id__in=[t.pk for t in teams])
+        .select_related("created_by", "price_book")
+        # The Cost column: the page's charges in one query, not one a row.
+        .prefetch_related(Prefetch("ledger", LedgerEntry.objects.filter(kind="charge")))
+    )
+    return form.filter(jobs)
+
+
+def _live_url(query, newest) -> str:
+    """Where History's first page asks for the jobs made since `newest` (same filters)."""
+    query = query.copy()
+    query["after"] = history_pages.cursor(newest) if newest else ""
+    return f"{reverse('jobs:history_newer')}?{query.urlencode()}"
+
+
+@login_required
+@require_GET
+def history_newer(request):
+    """History's first page, polling: the rows of the jobs made since its newest row,
+    with its filters, to go above it; 204 (nothing to swap) when there are none."""
+    teams = list(teams_of(request.user))
+    form = HistoryFilter(request.GET, teams=teams)
+    new = history_pages.made_since(
+        _history_jobs(teams, form), request.GET.get("after", ""), size=history_pages.PAGE_SIZE
+    )
+    if new is None:
+        return HttpResponseBadRequest(
+            "The 'after' value of this link was not understood: reload History.",
+            content_type="text/plain; charset=utf-8",
+        )
+    if not new:
+        return HttpResponse(status=204)
+    ctx = {"new_jobs": new[::-1], "live_url": _live_url(request.GET, new[-1])}
+    return render(request, "jobs/_history_live.html", ctx)
+
+
+@login_required
+@require_GET
+def batch_states(request, batch):
+    """{"jobs": {id: state}} of one batch: what notify.js asks while the tab is hidden
+    (the page's own polling pauses then). One small query, no rendering."""
+    states = Job.objects.for_user(request.user).filter(batch=batch).values_list("pk", "state")
+    found = {str(pk): state for pk, state in states[:1000]}
+    if not found:
+        raise Http404("No such batch")
+    return JsonResponse({"jobs": found})

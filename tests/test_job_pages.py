@@ -74,7 +74,7 @@ def test_pages_need_a_signed_in_user(client, job):
 
 def test_the_job_page_shows_the_comparison_and_the_timeline(owner_client, job):
     html = owner_client.get(f"/jobs/{job.pk}/").content.decode()
-    assert '<img-comparison-slider data-max-width="480">' in html
+    assert 'handle="true" data-max-width="480">' in html  # the slider moves by its handle
     assert f"/jobs/{job.pk}/input/image/" in html and f"/jobs/{job.pk}/output/image/" in html
     assert "Download result" in html
     assert "96×80 PNG" in html and "192×160 PNG" in html

@@ -117,11 +117,15 @@ def test_debug_is_off_when_nothing_says_otherwise(var_dir):
         out["debug"] = settings.DEBUG
         out["sandbox"] = settings.SANDBOX_ENABLED
         out["apps"] = settings.INSTALLED_APPS
+        out["mail"] = settings.EMAIL_BACKEND
         """,
         {"SECRET_KEY": strong_key()},
         var_dir,
     )
     assert out["debug"] is False
+    # Invitation links carry a one-time token: in production they go out by SMTP, never
+    # to the console (a log).
+    assert out["mail"] == "django.core.mail.backends.smtp.EmailBackend"
     assert out["sandbox"] is False and "jobs.sandbox" not in out["apps"]
 
 
@@ -189,10 +193,12 @@ def test_development_makes_a_private_key_once_and_reuses_it(var_dir):
     from django.conf import settings
     out["key"] = settings.SECRET_KEY
     out["debug"] = settings.DEBUG
+    out["mail"] = settings.EMAIL_BACKEND
     """
     first = probe(code, {"DEBUG": "true"}, var_dir)
     path = var_dir / "secret_key"
     assert first["debug"] is True
+    assert first["mail"] == "django.core.mail.backends.console.EmailBackend"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().strip() == first["key"] and len(first["key"]) >= 50
     assert probe(code, {"DEBUG": "true"}, var_dir)["key"] == first["key"]

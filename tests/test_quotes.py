@@ -120,10 +120,10 @@ def test_every_provider_prices_the_same_images(owner_client):
     )
     assert "The same images with each provider" in html
     expected = {
-        "local": "$0.00",  # free
+        "local": "free",  # $0.00 reads "free" (issue #11)
         "pixazo": "$0.46",  # 4x: 16 MP and 12.8 MP, both in the 8-16 MP bracket
         "pixelcut": "$0.10",  # flat $0.05 each (assumed)
-        "fal": "$0.4640",  # 4x: 16 MP + 13 MP (12.8 rounded up) at $0.016
+        "fal": "$0.464",  # 4x: 16 MP + 13 MP (12.8 rounded up) at $0.016
         "ximilar": "$0.04",  # 2x classic: 4 MP and 3.2 MP, $0.02 each (assumed)
         "apixo": "$0.02",  # 2k, flat $0.01 each
     }
@@ -229,7 +229,7 @@ def test_the_job_page_shows_a_charged_jobs_cost(owner_client, make_job, owner, t
     card = html.split('id="cost"')[1].split("</section>")[0]
     assert "Quote" in card and "Charge" in card
     assert "Local (Pillow) is free." in card
-    assert card.count("$0.00") == 2  # quote and charge
+    assert card.count("<strong>free</strong>") == 2  # quote and charge
     assert "local v1, effective 2026-01-01" in card
     assert "Free." in card
     assert "would-be" not in card and "assumed price" not in card
@@ -245,7 +245,7 @@ def test_the_job_page_shows_a_quoted_sandbox_jobs_cost(owner_client, owner, team
         )
     html = owner_client.get(f"/jobs/{job.pk}/").content.decode()
     card = html.split('id="cost"')[1].split("</section>")[0]
-    assert "Sandbox — would-be cost, not real spend." in card
+    assert "Sandbox - not billed: what a real provider would have charged." in card
     assert "<strong>$0.12</strong>" in card
     assert "2048x2048 output = 4.19 MP: Pixazo Crystal 4-8 MP bracket, $0.12" in card
     assert "Not yet: charged when the job succeeds" in card
@@ -273,9 +273,9 @@ def test_the_history_shows_each_jobs_cost_without_a_query_a_row(
     html = owner_client.get("/jobs/").content.decode()
     assert "<th>Cost</th>" in html
     row = html.split(f'id="job-{quoted.pk}"')[1].split("</tr>")[0]
-    assert "$0.07" in row and "quoted" in row and "would-be" in row
+    assert "$0.07" in row and "quoted" in row and "sandbox - not billed" in row
     row = html.split(f'id="job-{charged.pk}"')[1].split("</tr>")[0]
-    assert "$0.00" in row and "quoted" not in row
+    assert "free" in row and "quoted" not in row
 
     with CaptureQueriesContext(connection) as few:
         owner_client.get("/jobs/")

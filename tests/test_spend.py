@@ -196,7 +196,7 @@ def test_the_list_shows_each_charge_with_its_job_and_price_book(client, owner, s
     row = re.search(rf'<tr id="charge-{spend["sea"].pk}".*?</tr>', html, re.S).group(0)
     assert f'href="/jobs/{spend["pixazo"].pk}/"' in row
     assert "$0.12" in row and "v1" in row and "4-8 MP: $0.12" in row and "alice" in row
-    assert "Studio" in row and "pixazo" in row
+    assert "Studio" in row and "Pixazo Crystal" in row  # the name, not the slug
 
 
 def test_the_list_is_paginated(client, owner, spend, monkeypatch):
@@ -401,6 +401,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
         "price_book_version",
         "kind",
         "explanation",
+        "kept",
     ]
     local_charge = LedgerEntry.objects.get(job=spend["local"], kind="charge")
     by_key = {
@@ -415,6 +416,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "1",
             "charge",
             "4-8 MP: $0.12",
+            "no",
         ],
         "t2": [
             day(1, 15).isoformat(timespec="seconds"),
@@ -427,6 +429,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "",
             "charge",
             "",
+            "no",
         ],
         "t3": [
             day(4).isoformat(timespec="seconds"),
@@ -438,6 +441,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "no",
             "1",
             "charge",
+            "",
             "",
         ],
         "t4": [
@@ -451,6 +455,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
             "",
             "correction",
             "Refund: =SUM(A1)",
+            "",
         ],
     }
     expected = sorted(
@@ -469,6 +474,7 @@ def test_the_csv_export_streams_one_row_per_charge(client, owner, spend, monkeyp
                     str(local_charge.price_book.version),
                     "charge",
                     local_charge.explanation,
+                    "no",
                 ],
             ),
         ],
@@ -499,4 +505,4 @@ def test_csv_cells_that_look_like_formulas_are_defused(client, owner, team, spen
     login(client, owner)
     body = b"".join(client.get("/spend/export.csv").streaming_content).decode()
     row = next(r for r in csv.reader(io.StringIO(body)) if r[5] == "0.0100")
-    assert row[-1] == "'=HYPERLINK(1)"
+    assert row[9] == "'=HYPERLINK(1)"  # the explanation column

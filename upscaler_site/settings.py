@@ -367,9 +367,27 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 
-# --- Email (budget warnings later); console unless configured ---------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- Email: invitations, budget warnings, "batch done" -----------------------------------
+# SMTP in production (an invitation's one-time link must never land in a log); printed to
+# the console in development (bin/run), where there is no mail server to ask.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "portal@localhost")
+# "E-mail me when this batch ends": sent only when the batch took longer than this, from
+# its first job created to its last finished (jobs/notices.py).
+BATCH_EMAIL_AFTER_SECONDS = env_int("BATCH_EMAIL_AFTER_SECONDS", 180)
+# SMTP, when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend (invitations,
+# budget warnings).
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # seconds: a stuck server never hangs a page
 
 # --- Logging: one line per event on stderr, every line through the secret scrubber ------
 # LOG_FORMAT=json writes one JSON object per line (upscaler_site/logs.py says what is in it).

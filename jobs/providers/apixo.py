@@ -5,7 +5,17 @@ import json
 import httpx
 
 from jobs import http as door  # `http` is the client argument's name in the interface
-from jobs.providers.base import Failed, Finished, HttpProvider, Option, ProviderError, Running
+from jobs.providers.base import (
+    KEEP_TRANSPARENCY,
+    KEEP_TRANSPARENCY_HELP,
+    KEEP_TRANSPARENCY_LABEL,
+    Failed,
+    Finished,
+    HttpProvider,
+    Option,
+    ProviderError,
+    Running,
+)
 
 MODEL = "image-upscaler"
 # Assumption (the document does not say): a tier is the output's long edge, aspect kept.
@@ -56,7 +66,10 @@ FAILURES = {
 class ApixoProvider(HttpProvider):
     slug = "apixo"
     name = "APIXO"
-    summary = "APIXO Image Upscaler: to a 2k, 4k or 8k long edge. Flat price per image."
+    summary = (
+        "Makes the long side 2,000, 4,000 or 8,000 pixels, whatever the image's size. "
+        "The same low price per image."
+    )
     default_base_url = "https://api.apixo.ai/api/v1"
     supports_webhook = True
     options = (
@@ -69,8 +82,16 @@ class ApixoProvider(HttpProvider):
         Option(
             "output_format",
             "Format",
-            default="jpg",
-            choices=(("jpg", "JPEG"), ("png", "PNG"), ("webp", "WebP")),
+            # Resolved per image when the job is made (base.resolve_options): APIXO
+            # itself only takes jpg, png or webp.
+            default=KEEP_TRANSPARENCY,
+            choices=(
+                (KEEP_TRANSPARENCY, KEEP_TRANSPARENCY_LABEL),
+                ("jpg", "JPEG"),
+                ("png", "PNG"),
+                ("webp", "WebP"),
+            ),
+            help=KEEP_TRANSPARENCY_HELP,
         ),
     )
 

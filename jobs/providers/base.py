@@ -45,6 +45,13 @@ Result = Running | Finished | Failed
 
 
 # --- Options --------------------------------------------------------------------------
+# An output-format choice resolved per image when its job is made: PNG for an image with
+# transparency, the provider's `opaque_format` otherwise. Never sent as such.
+KEEP_TRANSPARENCY = "keep"
+KEEP_TRANSPARENCY_LABEL = "Keep transparency"
+KEEP_TRANSPARENCY_HELP = "Keep transparency: PNG for an image that has it, JPEG for the rest."
+
+
 @dataclass(frozen=True)
 class Option:
     """One provider option. `choices` make a select; otherwise a number in [min, max]."""
@@ -130,6 +137,21 @@ class Provider:
             bare = opt.name in ("scale", "resolution")
             parts.append(str(label) if bare else f"{opt.label} {label}")
         return ", ".join(parts)
+
+    # --- transparency -----------------------------------------------------------------
+    opaque_format = "jpg"  # what KEEP_TRANSPARENCY becomes for an image without alpha
+
+    def resolve_options(self, options: Mapping, image: ImageInfo) -> dict:
+        """The options one image's job stores and sends: KEEP_TRANSPARENCY turned into a
+        format the provider's contract takes."""
+        if options.get("output_format") == KEEP_TRANSPARENCY:
+            fmt = "png" if image.has_alpha else self.opaque_format
+            return {**options, "output_format": fmt}
+        return dict(options)
+
+    def drops_transparency(self, options: Mapping) -> str:
+        """The output format's name when these options make transparent parts opaque."""
+        return "JPEG" if options.get("output_format") == "jpg" else ""
 
     @property
     def is_sandbox(self) -> bool:

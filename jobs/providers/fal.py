@@ -53,7 +53,10 @@ PLAIN_ERROR_TYPES = {
 class FalProvider(HttpProvider):
     slug = "fal"
     name = "fal.ai Crystal"
-    summary = "clarityai/crystal-upscaler on fal.ai: any scale 1-200, optional creativity."
+    summary = (
+        "Adds lifelike detail, especially to faces and portraits; any size you like, and "
+        "it can invent extra detail if you ask for more creativity."
+    )
     default_base_url = "https://queue.fal.run"
     key_setting = KEY_SETTING
     supports_webhook = True
@@ -67,7 +70,7 @@ class FalProvider(HttpProvider):
             maximum=200,
             number_type=float,
             suggestions=(1.5, 2, 3, 4, 6, 8),
-            help="1 to 200",
+            help="1 to 200; the check below shows the most each image allows",
         ),
         Option(
             "creativity",

@@ -9,7 +9,10 @@ from jobs.providers.base import Finished, Option, Provider, Refusal
 class LocalProvider(Provider):
     slug = "local"
     name = "Local (Pillow)"
-    summary = "Lanczos resampling on our own worker. Free, fast, no AI detail."
+    summary = (
+        "Free and quick, done on our own server: enlarges smoothly but adds no new "
+        "detail. Fine for a first look."
+    )
     runs_on_worker = True
     options = (Option("scale", "Scale", default=2, choices=((2, "2x"), (3, "3x"), (4, "4x"))),)
 

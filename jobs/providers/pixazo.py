@@ -58,7 +58,10 @@ FINAL_ERRORS = {
 class PixazoProvider(HttpProvider):
     slug = "pixazo"
     name = "Pixazo Crystal"
-    summary = "Crystal Upscaler (philz1337x) via Pixazo. Priced by output megapixels."
+    summary = (
+        "Adds lifelike detail, especially to faces and portraits. The price grows with "
+        "the size of the result."
+    )
     default_base_url = "https://gateway.pixazo.ai"
     supports_webhook = True
     options = (Option("scale", "Scale", default=2, choices=tuple((s, f"{s}x") for s in SCALES)),)

@@ -38,7 +38,10 @@ PLAIN_400 = {
 class PixelcutProvider(HttpProvider):
     slug = "pixelcut"
     name = "Pixelcut"
-    summary = "Pixelcut Upscale: 2x or 4x, answered at once. JPEG out (PNG with alpha)."
+    summary = (
+        "Quick and sharp for product shots and graphics, ready in seconds. Keeps "
+        "transparent backgrounds."
+    )
     default_base_url = "https://api.developer.pixelcut.ai"
     options = (Option("scale", "Scale", default=2, choices=((2, "2x"), (4, "4x"))),)
 

@@ -15,6 +15,8 @@ from django.utils.crypto import salted_hmac
 
 from jobs.http import origin, send, status_error
 from jobs.providers.base import (
+    KEEP_TRANSPARENCY_HELP,
+    KEEP_TRANSPARENCY_LABEL,
     Failed,
     Finished,
     HttpProvider,
@@ -62,7 +64,10 @@ CLOCK_SKEW = timedelta(minutes=2)  # between our clock and Ximilar's `created`
 class XimilarProvider(HttpProvider):
     slug = "ximilar"
     name = "Ximilar"
-    summary = "Ximilar Upscaler: 2x, 4x or 8x; classic or GAN model."
+    summary = (
+        "Good for product photos and old, compressed pictures: can clean up blocky "
+        "JPEG patches while it enlarges."
+    )
     default_base_url = "https://api.ximilar.com"
     key_setting = "XIMILAR_API_TOKEN"
     supports_webhook = True
@@ -92,11 +97,12 @@ class XimilarProvider(HttpProvider):
             # Doc: with no image_format Ximilar returns PNG for images with alpha and
             # JPEG otherwise, so "auto" is not "same as input" for an opaque PNG or WebP.
             choices=(
-                ("auto", "Auto (PNG if transparent, else JPEG)"),
+                ("auto", KEEP_TRANSPARENCY_LABEL),
                 ("jpg", "JPEG"),
                 ("png", "PNG"),
                 ("webp", "WebP"),
             ),
+            help=KEEP_TRANSPARENCY_HELP,
         ),
     )
 

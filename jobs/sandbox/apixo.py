@@ -185,7 +185,14 @@ def generate(request):
     else:
         width, height = output_size(info.width, info.height, given["resolution"])
         task = engine.create_task(
-            SLUG, data, webhook_url=hook, width=width, height=height, format=fmt, **params
+            SLUG,
+            data,
+            webhook_url=hook,
+            width=width,
+            height=height,
+            format=fmt,
+            label=given["resolution"].upper(),
+            **params,
         )
     # The callback body is the status answer; APIXO retries a delivery up to 3 times.
     engine.schedule_webhook(task, status_body, retries=3)

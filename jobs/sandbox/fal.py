@@ -327,6 +327,7 @@ def queue_submit(request):
         format=OUTPUT_FORMAT,
         scale_factor=scale,
         creativity=creativity,
+        label=f"{scale:g}x, creativity {creativity:g}",
     )
     engine.schedule_webhook(
         task,

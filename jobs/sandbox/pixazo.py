@@ -112,6 +112,7 @@ def generate(request):
         height=info.height * scale,
         format=OUTPUT_FORMAT,
         input={"image": body["image"], "scale_factor": scale},
+        label=f"{scale}x",
     )
     # With ["*"] Replicate would also send start/output/log events; only completion is
     # emulated. No Standard Webhooks signature: the portal authenticates by its URL token.

@@ -232,7 +232,12 @@ def upscale(request):
 
     fmt = "PNG" if info.has_alpha else "JPEG"
     task = engine.create_task(
-        SLUG, data, width=info.width * scale, height=info.height * scale, format=fmt
+        SLUG,
+        data,
+        width=info.width * scale,
+        height=info.height * scale,
+        format=fmt,
+        label=f"{scale}x",
     )
     # Synchronous: the answer comes when the work is done, after the task's latency.
     if task.latency:

@@ -236,6 +236,7 @@ def submit(request):
         request=echo,
         record_id=engine.new_id(),
         request_id=engine.new_id(),
+        label=f"{factor}x {body.get('model_type', '').upper()}".strip(),
     )
     engine.schedule_webhook(task, webhook_body, hook.get("headers") or {}, retries=WEBHOOK_RETRIES)
     answer = {

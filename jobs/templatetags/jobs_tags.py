@@ -2,6 +2,7 @@ import math
 
 from django import template
 
+from billing import money as money_text
 from jobs.imaging import human_bytes
 
 register = template.Library()
@@ -41,19 +42,20 @@ def same(a, b) -> bool:
 
 @register.filter
 def usd(amount):
-    """Dollars as people read them: "$0.12", and four places only when cents hide some
-    of it ("$0.0160")."""
-    from decimal import Decimal
-
-    if amount is None:
-        return "—"
-    amount = Decimal(amount)
-    if amount == amount.quantize(Decimal("0.01")):
-        return f"${amount:.2f}"
-    return f"${amount:.4f}"
+    """A price (a quote, a charge): "$0.07", "$0.016", "free" for nothing (billing/money.py)."""
+    return money_text.price(amount)
 
 
 @register.filter
 def money(amount):
-    """Budget figures, always to the cent: "$8.00"."""
-    return "—" if amount is None else f"${amount:.2f}"
+    """A figure (a budget, a total, what is left): "$8.00", "$0.00" for nothing."""
+    return money_text.usd(amount)
+
+
+@register.filter
+def provider_name(slug):
+    """A provider's display name ("Pixazo Crystal") for its slug; the slug if unknown."""
+    from jobs.providers import PROVIDER_CLASSES
+
+    cls = PROVIDER_CLASSES.get(slug)
+    return cls.name if cls else slug

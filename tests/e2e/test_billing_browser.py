@@ -87,7 +87,7 @@ def test_the_budget_is_shown_before_submit(page, portal):
         expect(row).to_have_class(re.compile(r"\bstate-succeeded\b"), timeout=45_000)
         row.get_by_role("link", name=name).click()
         cost = page.locator("#cost")
-        expect(cost).to_contain_text("Sandbox — would-be cost, not real spend.")
+        expect(cost).to_contain_text("Sandbox - not billed: what a real provider would have")
         expect(cost).to_contain_text("pixazo v1, effective 2026-01-01")
         expect(cost).to_contain_text("2000x2000 output = 4.00 MP")
         expect(cost.locator("dd").nth(1)).to_contain_text("$0.07")  # the charge
@@ -108,7 +108,12 @@ def test_an_over_budget_submission_is_refused_in_the_page(page, portal):
         page.locator('input[name="provider"][value="local"]').uncheck()
         page.locator('input[name="provider"][value="pixelcut"]').check()  # real mode, $0.05
         expect(page.locator("#preview-total")).to_contain_text("$0.05")
-        page.get_by_role("button", name="Upscale").click()
+        # The bar's button waits and says why; the budget box says the rest.
+        expect(page.locator("#submit-button")).to_be_disabled()
+        expect(page.locator("#submit-why")).not_to_be_empty()
+        expect(page.locator("#budget-over")).to_contain_text("Over what is left of the budget")
+        # Sent anyway (a stale page, a script): the server refuses it in the page.
+        page.eval_on_selector("#upload-form", "form => form.requestSubmit()")
         refusal = page.locator("#outcome .alert.error")
         expect(refusal).to_contain_text("Nothing was uploaded.")
         expect(refusal).to_contain_text("monthly budget of $0.04")

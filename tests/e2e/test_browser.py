@@ -166,8 +166,17 @@ def test_a_bad_upload_is_refused_in_the_page(page):
         "#images",
         [{"name": "notes.png", "mimeType": "image/png", "buffer": b"shopping: milk, eggs\n"}],
     )
+    # The preview refuses it before anything is sent, and the button says why it waits.
+    expect(page.locator("#preview tr.refused")).to_contain_text("notes.png")
+    expect(page.locator("#preview tr.refused")).to_contain_text("not an image")
+    button = page.locator("#submit-button")
+    expect(button).to_be_disabled()
+    expect(page.locator("#submit-why")).not_to_be_empty()
+
+    # The server decides all the same: a form sent anyway (a stale page, a script) is
+    # refused in the page, not with a reload.
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
-        page.get_by_role("button", name="Upscale").click()
+        page.eval_on_selector("#upload-form", "form => form.requestSubmit()")
     assert answer.value.status == 422  # the server refuses; the page must show why
 
     error = page.locator("#outcome .alert.error")
@@ -177,11 +186,10 @@ def test_a_bad_upload_is_refused_in_the_page(page):
     expect(page.locator("#outcome tr.job-row")).to_have_count(0)
     shot(page, "upload-refused")
 
-    # The file stays chosen so the user can fix the options or swap it and resubmit.
+    # The file stays chosen so the user can swap it and resubmit.
     assert page.eval_on_selector("#images", "el => el.files.length") == 1
     assert page.eval_on_selector("#images", "el => el.files[0].name") == "notes.png"
     expect(page.locator("#file-list li")).to_have_count(1)
-    expect(page.get_by_role("button", name="Upscale")).to_be_enabled()
     assert page.evaluate("window.__marker") == 1, "the refusal reloaded the page"
 
 

@@ -76,16 +76,16 @@ def test_staff_review_spend_with_a_chart(page, portal):
     page.evaluate("window.__marker = 1")
     page.locator("#id_team").select_option(team_id)
     expect(page).to_have_url(re.compile(rf"team={team_id}"))
-    expect(page.locator("#real-total")).to_have_text("$0.8680")
+    expect(page.locator("#real-total")).to_have_text("$0.868")
     expect(page.locator("#sandbox-total")).to_have_text("$0.13")
-    page.get_by_label("Include sandbox (would-be)").check()
+    page.get_by_label("Include sandbox jobs (not billed)").check()
     expect(page).to_have_url(re.compile(r"include_sandbox=on"))
     page.wait_for_function(
         "() => { const ch = window.Chart.getChart(document.getElementById('spend-chart'));"
         " return ch && ch.data.datasets.some(d => d.stack === 'sandbox'); }"
     )
     assert page.locator("#spend-chart").evaluate(DATASETS) == 5  # 3 real + 2 sandbox
-    expect(page.locator("#real-total")).to_have_text("$0.8680")  # sandbox never mixed in
+    expect(page.locator("#real-total")).to_have_text("$0.868")  # sandbox never mixed in
     expect(page.locator("#by-team")).to_contain_text(f"Spend demo {tag}")
     expect(page.locator("table.charges tbody tr")).to_have_count(9)
     expect(page.locator("#export")).to_have_attribute("href", re.compile(r"include_sandbox=on"))

@@ -389,7 +389,10 @@ def test_it_refuses_options_apixo_does_not_offer_before_sending(sandbox, submit)
     assert refused.value.errors == ["APIXO: Resolution '3k' is not offered. Allowed: 2k, 4k, 8k."]
     with pytest.raises(intake.SubmissionRefused) as refused:
         submit(SLUG, output_format="gif")
-    assert refused.value.errors == ["APIXO: Format 'gif' is not offered. Allowed: jpg, png, webp."]
+    assert refused.value.errors == [
+        # "keep" (keep transparency) is resolved to png or jpg per image, issue #11.
+        "APIXO: Format 'gif' is not offered. Allowed: keep, jpg, png, webp."
+    ]
     assert not Job.objects.exists()
     assert not SandboxTask.objects.exists()
 

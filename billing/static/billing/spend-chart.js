@@ -13,9 +13,16 @@
     return COLORS[(i < 0 ? providers.length : i) % COLORS.length];
   }
 
+  // The rule of billing/money.py: cents as cents, sub-cent places only where they exist
+  // ("$0.07", "$0.016", "$1,234.50").
   function money(value) {
     var n = Number(value);
-    return "$" + (Math.round(n * 100) === n * 100 ? n.toFixed(2) : n.toFixed(4));
+    var cents = Math.abs(Math.round(n * 10000)) % 100 === 0;
+    var text = Math.abs(n).toLocaleString("en-US", {
+      minimumFractionDigits: 2,
+      maximumFractionDigits: cents ? 2 : 4,
+    });
+    return (n < 0 ? "-$" : "$") + text;
   }
 
   var current = null; // the chart drawn last, perhaps on a canvas swapped out since
@@ -56,7 +63,7 @@
         },
         plugins: {
           legend: { position: "bottom" },
-          title: { display: both, text: "Left bar: real spend · right bar: sandbox (would-be)" },
+          title: { display: both, text: "Left bar: real spend · right bar: sandbox - not billed" },
           tooltip: {
             callbacks: {
               label: function (ctx) { return ctx.dataset.label + ": " + money(ctx.raw); },

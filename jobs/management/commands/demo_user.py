@@ -7,18 +7,21 @@ from billing.teams import ensure_personal_team
 
 
 class Command(BaseCommand):
-    help = "Create (or refresh) the demo login and print how to sign in."
+    help = "Create the demo login once and print how to sign in."
 
     def handle(self, **options):
         username = os.environ.get("DEMO_USERNAME", "demo")
         password = os.environ.get("DEMO_PASSWORD", "demo-upscaler")
         User = get_user_model()
-        user, created = User.objects.get_or_create(
-            username=username, defaults={"email": f"{username}@localhost"}
+        user = User.objects.filter(username=username).first()
+        if user is not None:
+            # bin/run calls this at every start: setting the password again would sign
+            # the user out (sessions hold a hash of it) and undo any change they made.
+            ensure_personal_team(user)
+            self.stdout.write(f"Demo login {username!r} already exists: left as it is.")
+            return
+        user = User.objects.create_user(
+            username, f"{username}@localhost", password, is_staff=True, is_superuser=True
         )
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
         ensure_personal_team(user)
-        verb = "Created" if created else "Refreshed"
-        self.stdout.write(f"{verb} demo login: user {username!r}, password {password!r}")
+        self.stdout.write(f"Created demo login: user {username!r}, password {password!r}")

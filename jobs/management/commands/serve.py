@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from django.core.management.base import BaseCommand
 
+from jobs import self_check
 from jobs.watchdog import stop_with_parent
 
 RESTART_AFTER = 1.0  # seconds before a dead part is started again
@@ -35,6 +37,9 @@ class Command(BaseCommand):
         self.procs = {name: self.spawn(name) for name in self.parts}
         self.deaths = {name: [] for name in self.parts}
         self.stdout.write(f"Portal at http://{addrport}/ — press Ctrl-C to stop.")
+        # Once the web server answers: does PUBLIC_BASE_URL (where sandboxes and
+        # webhooks reach us) lead here? A warning in the log and on /providers/ if not.
+        threading.Thread(target=self.check_addresses, args=(addrport,), daemon=True).start()
 
         stopping = False
 
@@ -60,6 +65,17 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+    def check_addresses(self, addrport: str) -> None:
+        from django.db import connection
+
+        try:
+            if self_check.wait_until_listening(self_check.local_url(addrport)):
+                self_check.run()
+        except Exception:  # noqa: BLE001 - a check that breaks must not stop the portal
+            self_check.log.exception("The start-up self-check failed")
+        finally:
+            connection.close()  # this thread's own connection
 
     def revive(self, name: str, status) -> bool:
         """Start a dead part again; False when it keeps dying at once (then stop all)."""

@@ -12,6 +12,15 @@
     if (document.hidden && /^\s*every\s/.test(trigger)) event.preventDefault();
   });
 
+  // A refused form answers 422 with the form and its errors (the "Run again" section):
+  // show it where the form was. htmx swaps only 2xx answers unless told.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   // Sizes only the server knows, set through the CSSOM (allowed) instead of a style=""
   // attribute (refused): data-max-width="640" becomes max-width: 640px.
   function applySizes(root) {
