@@ -57,6 +57,15 @@ def _name(user) -> str:
     return user.get_username() if user is not None else "someone"
 
 
+def _change(by, what: str, before: Decimal | None, after: Decimal | None) -> str:
+    """An audit line for a money setting: "alice set the budget from $50.00 to $80.00"."""
+    if after is None:
+        return f"{_name(by)} cleared {what} (it was {_money(before)})"
+    if before is None:
+        return f"{_name(by)} set {what} to {_money(after)}"
+    return f"{_name(by)} set {what} from {_money(before)} to {_money(after)}"
+
+
 def _money(amount: Decimal | None) -> str:
     return "none" if amount is None else usd(amount)
 
@@ -121,13 +130,7 @@ def set_budget(team: Team, by, raw) -> bool:
             return False
         team.monthly_budget = amount
         team.save(update_fields=["monthly_budget"])
-        if amount is None:
-            text = f"{_name(by)} cleared the budget (it was {_money(before)})"
-        elif before is None:
-            text = f"{_name(by)} set the budget to {_money(amount)}"
-        else:
-            text = f"{_name(by)} set the budget from {_money(before)} to {_money(amount)}"
-        _event(team, by, Kind.BUDGET, text)
+        _event(team, by, Kind.BUDGET, _change(by, "the budget", before, amount))
     return True
 
 
@@ -142,14 +145,8 @@ def set_cap(team: Team, by, member_id, raw) -> bool:
             return False
         membership.monthly_cap = amount
         membership.save(update_fields=["monthly_cap"])
-        who = _name(membership.user)
-        if amount is None:
-            text = f"{_name(by)} cleared {who}'s monthly cap (it was {_money(before)})"
-        elif before is None:
-            text = f"{_name(by)} set {who}'s monthly cap to {_money(amount)}"
-        else:
-            text = f"{_name(by)} set {who}'s monthly cap from {_money(before)} to {_money(amount)}"
-        _event(team, by, Kind.CAP, text)
+        what = f"{_name(membership.user)}'s monthly cap"
+        _event(team, by, Kind.CAP, _change(by, what, before, amount))
     return True
 
 

@@ -178,3 +178,22 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sticking_out(page, width: int) -> list[str]:
+    """The innermost elements that stick out past `width`: what to fix."""
+    return page.evaluate(
+        """w => [...document.querySelectorAll("body *")]
+            .filter((el) => el.getBoundingClientRect().right > w + 1)
+            .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > w + 1))
+            .slice(0, 8)
+            .map((el) => el.tagName + "." + el.className + " " + el.textContent.slice(0, 40))""",
+        width,
+    )
+
+
+def assert_fits(page, width: int = 390) -> None:
+    """The page scrolls no wider than the window (a phone's 390 px by default)."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    wide = sticking_out(page, width) if scroll > width else []
+    assert scroll <= width, f"{page.url} is {scroll} px wide at {width}: {wide}"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import shot, sign_in
+from tests.e2e.conftest import assert_fits, shot, sign_in
 from tests.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -62,12 +62,7 @@ def same_view(views):
 
 def fits_at_390(page, name):
     page.set_viewport_size({"width": 390, "height": 844})
-    wide = page.evaluate(
-        "() => [...document.querySelectorAll('body *')]"
-        ".filter((el) => el.getBoundingClientRect().right > 391)"
-        ".slice(0, 5).map((el) => el.tagName + '.' + el.className + '#' + el.id)"
-    )
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
+    assert_fits(page, 390)
     shot(page, f"{name}-390")
     page.set_viewport_size({"width": 1280, "height": 900})
 

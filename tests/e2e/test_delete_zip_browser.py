@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import shot, sign_in
+from tests.e2e.conftest import assert_fits, shot, sign_in
 from tests.e2e.test_security_browser import VIEWPORTS, WATCHER, poll_answered
 
 pytestmark = pytest.mark.e2e
@@ -51,10 +51,6 @@ def seeded(portal):
     portal.manage("shell", "-c", "from jobs.sandbox.engine import set_faults; set_faults('fal')")
 
 
-def fits(page, width: int) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-
-
 def test_select_download_a_zip_and_delete_one_jobs_files(browser, portal, seeded, tmp_path):
     tag, team, batch, jobs = seeded
     local = [pk for provider, pk in jobs if provider == "local"]
@@ -87,7 +83,7 @@ def test_select_download_a_zip_and_delete_one_jobs_files(browser, portal, seeded
         page.set_viewport_size(VIEWPORTS["phone"])
         expect(page.locator(f"#pick-{fal[0]}")).to_be_visible()
         shot(page, "delete-zip-history-selection-390")
-        fits(page, 390)
+        assert_fits(page, 390)
         page.set_viewport_size(VIEWPORTS["desktop"])
 
         with page.expect_download() as download:
@@ -107,7 +103,7 @@ def test_select_download_a_zip_and_delete_one_jobs_files(browser, portal, seeded
         expect(confirm).to_contain_text(f"Delete the files of sea-{tag}.png")
         shot(page, "delete-zip-confirm-1280")
         page.set_viewport_size(VIEWPORTS["phone"])
-        fits(page, 390)
+        assert_fits(page, 390)
         shot(page, "delete-zip-confirm-390")
         page.set_viewport_size(VIEWPORTS["desktop"])
         confirm.get_by_role("button", name="Delete files").click()
@@ -119,19 +115,19 @@ def test_select_download_a_zip_and_delete_one_jobs_files(browser, portal, seeded
         expect(page.locator("#timeline, .timeline")).to_contain_text("Files deleted by e2e-user")
         shot(page, "delete-zip-deleted-job-1280")
         page.set_viewport_size(VIEWPORTS["phone"])
-        fits(page, 390)
+        assert_fits(page, 390)
         shot(page, "delete-zip-deleted-job-390")
 
         page.goto(f"/jobs/?team={team}")
         expect(page.locator(f"#job-{local[0]}")).to_contain_text("Files deleted by e2e-user")
-        fits(page, 390)
+        assert_fits(page, 390)
         shot(page, "delete-zip-history-deleted-390")
 
         # The compare page: its ZIP link counts what is left, the deleted tile says why.
         page.goto(f"/jobs/batch/{batch}/compare/")
         expect(page.locator("#batch-zip")).to_have_text("Download 3 results as ZIP")
         expect(page.locator(f"#tile-{local[0]}")).to_contain_text("Files deleted by e2e-user")
-        fits(page, 390)
+        assert_fits(page, 390)
         shot(page, "delete-zip-compare-390")
         page.set_viewport_size(VIEWPORTS["desktop"])
         shot(page, "delete-zip-compare-1280")

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import USER, shot, sign_in
+from tests.e2e.conftest import USER, assert_fits, shot, sign_in
 from tests.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def test_run_again_with_no_provider_is_refused_at_the_form(page, finished):
     assert page.evaluate("window.__marker") == 1  # only the section changed
     expect(rerun.locator('input[name="provider"]:checked')).to_have_count(0)
     expect(rerun.locator('select[name="local-scale"]')).to_have_value("4")
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert_fits(page, PHONE["width"])
     shot(page, "phone-rerun-refused")
 
     # Put right, it starts the new job and goes to its page.

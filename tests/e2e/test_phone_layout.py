@@ -9,7 +9,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import USER, shot, sign_in
+from tests.e2e.conftest import USER, assert_fits, shot, sign_in
 from tests.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -98,8 +98,7 @@ def check_fits(page, name: str, url: str = "", html: str = ""):
     else:
         page.goto(url)
     shot(page, f"phone-{name}")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"{name} ({url}) is {width} px wide at 390"
+    assert_fits(page, PHONE["width"])
     page.set_viewport_size(WIDE)
     shot(page, f"wide-{name}")
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import shot, sign_in
+from tests.e2e.conftest import assert_fits, shot, sign_in
 from tests.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -21,18 +21,6 @@ def files(*specs) -> list[dict]:
 LOGO = ("logo.png", "image/png", image_bytes(200, 160, "PNG", mode="RGBA"))
 NOTES = ("notes.jpg", "image/jpeg", b"just some text, not pixels")
 TINY = ("tiny.png", "image/png", image_bytes(40, 30, "PNG"))
-
-
-def wider_than(page, width) -> list[str]:
-    """The innermost elements that stick out past `width`: what to fix."""
-    return page.evaluate(
-        """w => [...document.querySelectorAll("body *")]
-            .filter((el) => el.getBoundingClientRect().right > w + 1)
-            .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > w + 1))
-            .slice(0, 8)
-            .map((el) => el.tagName + "." + el.className + " " + el.textContent.slice(0, 40))""",
-        width,
-    )
 
 
 def bar_in_view(page) -> bool:
@@ -95,7 +83,7 @@ def test_choosing_files_shows_thumbnails_refusals_and_what_the_button_will_do(pa
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.evaluate("window.scrollTo(0, 0)")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wider_than(page, 390)
+    assert_fits(page, 390)
     assert bar_in_view(page)
     page.screenshot(path="test-artifacts/upload-page-viewport-390.png")
     shot(page, "upload-page-390")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import Portal, free_port, shot, sign_in
+from tests.e2e.conftest import Portal, assert_fits, free_port, shot, sign_in
 from tests.e2e.test_spend_browser import SEED
 from tests.images import image_bytes
 
@@ -19,21 +19,9 @@ pytestmark = pytest.mark.e2e
 NARROW = {"width": 390, "height": 844}
 
 
-def wider_than(page, width) -> list[str]:
-    """The innermost elements that stick out past `width`: what to fix."""
-    return page.evaluate(
-        """w => [...document.querySelectorAll("body *")]
-            .filter((el) => el.getBoundingClientRect().right > w + 1)
-            .filter((el) => ![...el.children].some((c) => c.getBoundingClientRect().right > w + 1))
-            .slice(0, 8)
-            .map((el) => el.tagName + "." + el.className + " " + el.textContent.slice(0, 40))""",
-        width,
-    )
-
-
 def narrow_shot(page, name: str):
     page.set_viewport_size(NARROW)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wider_than(page, 390)
+    assert_fits(page, 390)
     shot(page, name)
 
 
