@@ -14,6 +14,14 @@ class Team(models.Model):
         blank=True,
         help_text="USD per calendar month (UTC)",
     )
+    # Submissions quoted above this wait for a manager's approval. Empty: none wait.
+    approval_threshold = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="USD: submissions quoted above it need a manager's approval",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )

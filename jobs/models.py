@@ -30,6 +30,8 @@ class Job(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
+        # Quoted above the team's approval limit: holds its quote until a manager decides.
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
 
     ACTIVE_STATES = (State.QUEUED, State.SUBMITTING, State.RUNNING, State.FETCHING)
     FINAL_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELED)
@@ -46,7 +48,7 @@ class Job(models.Model):
     provider = models.CharField(max_length=20)
     options = models.JSONField(default=dict)
     sandbox = models.BooleanField(default=False)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
 
     # The client's file name is for display only; stored files get server-made names.
     input_name = models.CharField(max_length=255)
@@ -147,6 +149,29 @@ class Job(models.Model):
     # The submitter asked for an e-mail when the batch ends (sent only for long batches).
     email_when_done = models.BooleanField(default=False)
 
+    # The input's content (sha256 of the stored bytes): the same image, provider and
+    # options as a succeeded job of the team can reuse its result for free.
+    input_sha256 = models.CharField(max_length=64, blank=True)
+    reused_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reuses"
+    )
+    # API: the token that created the job (its webhook secret signs the events) and where
+    # to POST them when the job ends.
+    api_token = models.ForeignKey(
+        "jobs.ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    webhook_url = models.TextField(blank=True)
+    # Approval above the team's limit: who decided, when, and why.
+    approval_decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    approval_decided_at = models.DateTimeField(null=True, blank=True)
+    approval_reason = models.CharField(max_length=200, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -179,6 +204,12 @@ class Job(models.Model):
             ),
             # Is a shared input still used by a job the purge keeps?
             models.Index(fields=["input_file"], name="job_input_file"),
+            # Reuse: a succeeded job of the team with the same input content.
+            models.Index(
+                fields=["team", "input_sha256"],
+                name="job_same_input",
+                condition=models.Q(state="succeeded"),
+            ),
             # Each team's stored bytes (the spend page), read from the index alone.
             models.Index(
                 fields=["team", "input_owner", "input_bytes", "output_bytes"],
@@ -296,7 +327,7 @@ class JobEvent(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField()
-    state = models.CharField(max_length=12, choices=Job.State.choices)
+    state = models.CharField(max_length=20, choices=Job.State.choices)
     detail = models.TextField(blank=True)
 
     class Meta:
@@ -338,3 +369,85 @@ class Preset(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.team})"
+
+
+class ApiToken(models.Model):
+    """A personal API token: acts as its user, within that user's teams and budgets.
+    Only a digest of the secret is stored (shown once at creation); `prefix` names it in
+    lists and logs. Its webhook signing secret is derived from SECRET_KEY (api/tokens.py),
+    so no signing secret is stored either."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=60)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64, unique=True)  # sha256 of the whole token
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to a create sent with an Idempotency-Key, replayed for 24 h to the
+    same user with the same key and body (Stripe's semantics)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_digest = models.CharField(max_length=64)  # sha256 of method, path and body
+    status = models.PositiveSmallIntegerField(null=True, blank=True)  # None: in progress
+    body = models.TextField(blank=True)  # the JSON answer (job data only, never a secret)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_idempotency_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_age")]
+
+    def __str__(self):
+        return f"{self.key} ({self.status})"
+
+
+class EventDelivery(models.Model):
+    """One outbound webhook event (a job or a batch ended) to a URL a user named, signed
+    per Standard Webhooks; retried with backoff until delivered or given up."""
+
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries"
+    )
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, related_name="+")
+    url = models.TextField()
+    event_type = models.CharField(max_length=40)  # "job.succeeded", "batch.ended", ...
+    message_id = models.CharField(max_length=64, unique=True)  # webhook-id: msg_...
+    payload = models.JSONField(default=dict)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    gave_up_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due",
+                condition=models.Q(delivered_at__isnull=True, gave_up_at__isnull=True),
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} to {self.url} ({self.message_id})"

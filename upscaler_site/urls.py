@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from billing import team_views
 from jobs import inbound
+from jobs.api import api
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -21,6 +22,7 @@ urlpatterns = [
     path("inputs/<str:token>/", inbound.serve_input, name="job-input"),
     path("spend/", include("billing.urls")),
     path("teams/", include("billing.team_urls")),
+    path("api/v1/", api.urls),
     path("", include("jobs.urls")),
 ]
 if settings.SANDBOX_ENABLED:
