@@ -254,6 +254,8 @@ def settle(job, frm: str | None = None, provider_stopped: bool = False) -> bool:
     stays open and the job is possibly billed until an admin resolves it. `frm` is the
     state it ended from (read from its timeline when not given). Safe to call any number
     of times; True when it released the hold now."""
+    if job.reused_from_id:
+        return False  # another job's result, reused (jobs/reuse.py): no hold, no charge
     if job.state == "succeeded" and job.output_width:
         quote, book = books.quote(
             job.provider, job.provider_obj.name, job.output_width, job.output_height, job.options

@@ -134,6 +134,21 @@ def set_budget(team: Team, by, raw) -> bool:
     return True
 
 
+def set_approval_threshold(team: Team, by, raw) -> bool:
+    """Set (or, empty, clear) the quote above which a submission waits for a manager's
+    approval (jobs/approvals.py); False when it did not change."""
+    amount = parse_money(raw, "approval limit")
+    with transaction.atomic():
+        team = _locked(team)
+        before = team.approval_threshold
+        if before == amount:
+            return False
+        team.approval_threshold = amount
+        team.save(update_fields=["approval_threshold"])
+        _event(team, by, Kind.BUDGET, _change(by, "the approval limit", before, amount))
+    return True
+
+
 def set_cap(team: Team, by, member_id, raw) -> bool:
     """Set (or, empty, clear) a member's own monthly cap; False when it did not change."""
     amount = parse_money(raw, "monthly cap")

@@ -16,6 +16,7 @@ them.
 """
 
 import datetime
+import heapq
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -510,6 +511,12 @@ CSV_HEADER = [
     "price_book_version",
     "kind",  # charge, correction, or possibly_billed (an open hold an admin will check)
     "explanation",
+    # Reused results (jobs/reuse.py) have no ledger row, yet a finance person reconciling
+    # this file wants them: a row of kind "reused" per reused job, amount 0 (so the amount
+    # column still adds up to spend), with what it would have cost in saved_usd and the
+    # job whose result it took in reused_from. Empty on ledger rows.
+    "saved_usd",
+    "reused_from",
     "kept",  # the job is the result someone chose for its image ("keep this one")
 ]
 
@@ -519,11 +526,64 @@ def _text(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def export_rows(rows: QuerySet, chunk_size: int = 5000):
+def export_rows(rows: QuerySet, chunk_size: int = 5000, reused: QuerySet | None = None):
     """The header, then one list per charge (or possibly billed hold), oldest first,
     fetched in chunks: never all rows in memory at once. Plain tuples (values_list), not
-    model instances: at a million rows, building objects was most of the time."""
+    model instances: at a million rows, building objects was most of the time. With
+    `reused` (reused_jobs()), their rows too, merged in by date."""
     yield CSV_HEADER
+    ledger_rows = _ledger_rows(rows, chunk_size)
+    if reused is None:
+        yield from ledger_rows
+        return
+    yield from heapq.merge(ledger_rows, _reused_rows(reused, chunk_size), key=lambda r: r[0])
+
+
+def _reused_rows(jobs: QuerySet, chunk_size: int):
+    rows = jobs.order_by("created_at", "pk").values_list(
+        "created_at",
+        "team__name",
+        "created_by__username",
+        "provider",
+        "pk",
+        "sandbox",
+        "price_book__version",
+        "quote_explanation",
+        "quoted_amount",
+        "reused_from_id",
+        "kept",
+    )
+    for (
+        at,
+        team,
+        person,
+        provider,
+        job,
+        sandbox,
+        book,
+        text,
+        saved,
+        original,
+        kept,
+    ) in rows.iterator(chunk_size=chunk_size):
+        yield [
+            at.astimezone(UTC).isoformat(timespec="seconds"),
+            _text(team),
+            _text(person or ""),
+            provider,
+            job,
+            money.exact(ZERO),
+            "yes" if sandbox else "no",
+            "" if book is None else book,
+            "reused",
+            _text(text),
+            money.exact(saved),
+            original,
+            "yes" if kept else "no",
+        ]
+
+
+def _ledger_rows(rows: QuerySet, chunk_size: int):
     rows = rows.order_by("created_at", "pk").values_list(
         "created_at",
         "team__name",
@@ -552,8 +612,46 @@ def export_rows(rows: QuerySet, chunk_size: int = 5000):
             "" if book is None else book,
             ledger.POSSIBLY_BILLED if kind == hold else kind,
             _text(text),
+            "",
+            "",
             "" if job is None else ("yes" if kept else "no"),
         ]
+
+
+# --- Saved by reuse ----------------------------------------------------------------------
+
+
+def reused_jobs(user, f: Filters) -> QuerySet:
+    """Reused jobs (jobs/reuse.py: nothing charged, no ledger row) of the user's visible
+    teams in the filter's range, team and provider; sandbox ones when asked for."""
+    from jobs.models import Job
+
+    jobs = Job.objects.filter(reused_from__isnull=False, state=Job.State.SUCCEEDED)
+    return _shown(_scoped(jobs, user, f), f)
+
+
+@dataclass(frozen=True)
+class Saved:
+    amount: Decimal
+    count: int
+    teams: list  # [{"team", "label", "amount", "count"}], by team name
+
+
+def saved_by_reuse(user, f: Filters) -> Saved:
+    """What the reused jobs in range would have cost (their quote when they reused), per
+    team: money not spent, never in the ledger."""
+    rows = list(
+        reused_jobs(user, f)
+        .order_by()
+        .values("team", "team__name")
+        .annotate(amount=Sum("quoted_amount"), count=Count("pk"))
+        .order_by("team__name")
+    )
+    teams = [
+        {"team": r["team"], "label": r["team__name"], "amount": r["amount"], "count": r["count"]}
+        for r in rows
+    ]
+    return Saved(sum((t["amount"] for t in teams), ZERO), sum(t["count"] for t in teams), teams)
 
 
 def export_filename(f: Filters) -> str:

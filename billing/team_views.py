@@ -117,6 +117,26 @@ def budget(request, pk):
 
 @login_required
 @require_POST
+def approval(request, pk):
+    """The quote above which a submission waits for a manager (jobs/approvals.py)."""
+
+    def change(team):
+        raw = request.POST.get("approval_threshold")
+        if not members.set_approval_threshold(team, request.user, raw):
+            return "The approval limit is unchanged."
+        team.refresh_from_db()
+        if team.approval_threshold is None:
+            return "The approval limit is cleared: no submission waits for a manager."
+        return (
+            f"Submissions quoted above ${team.approval_threshold:.2f} now wait for a "
+            "manager's approval."
+        )
+
+    return _act(request, pk, "budget", change)
+
+
+@login_required
+@require_POST
 def invite(request, pk):
     def change(team):
         done = members.invite(

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from billing import exposure
 from billing.money import usd
-from jobs.models import Job, JobEvent
+from jobs.models import ApiToken, Job, JobEvent
 
 
 class ResolveBillingForm(forms.Form):
@@ -175,3 +175,33 @@ class JobAdmin(admin.ModelAdmin):
             "events": job.events.all(),
         }
         return TemplateResponse(request, "admin/jobs/job/resolve_billing.html", context)
+
+
+# --- API tokens (issue #12): read-only, no digest; staff revoke (jobs/api/tokens.py) ------
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    fields = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at", "revoked_by"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # tokens are made by their owner on the Account page, shown once
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked, never deleted: jobs and deliveries name their token
+
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        from jobs.api import tokens
+
+        done = sum(tokens.revoke(token, by=request.user) for token in queryset)
+        self.message_user(request, f"Revoked {done} token(s).", messages.SUCCESS)
+
+    def has_revoke_permission(self, request):
+        return request.user.is_staff

@@ -2,6 +2,8 @@
 another job that keeps its files shares that stored original). The row, its timeline
 and its ledger rows stay: money history is never deleted.
 
+- A result another job reuses (jobs/reuse.py) stays while a job that keeps its files
+  uses it, like a shared original.
 - Who: the job's creator, a manager of its team, or staff (all of them team members:
   views reach jobs through `Job.objects.for_user`).
 - The database says "deleted" first, in one transaction; the files go after it commits.
@@ -72,6 +74,8 @@ def delete_files(job: Job, by) -> list[str]:
         shared = row.input_file.name and row.input_file.name in retention.inputs_kept(
             [row.input_file.name], here
         )
+        results = _result_row(row)
+        kept_results = retention.outputs_kept([results], here)
         changed = Job.objects.filter(
             here, state__in=Job.FINAL_STATES, deleted_at__isnull=True, files_expired_at__isnull=True
         ).update(
@@ -83,6 +87,7 @@ def delete_files(job: Job, by) -> list[str]:
         if not changed:  # it changed under us: say what it is now
             _check(Job.objects.get(pk=row.pk))
             raise Refused("This job changed meanwhile: reload the page.")
+        names = [n for n in names if n not in kept_results]  # reused by another job
         if shared:
             # Another job keeps the original: it stays, and is counted on a keeper.
             names = [n for n in names if n not in (row.input_file.name, row.input_thumb.name)]
@@ -95,7 +100,7 @@ def delete_files(job: Job, by) -> list[str]:
             detail=f"Files deleted by {_name(by)}. The job's history and cost stay.",
         )
         original = (row.input_file.name, row.input_thumb.name)
-        transaction.on_commit(lambda: _remove(row.pk, names, original))
+        transaction.on_commit(lambda: _remove(row.pk, names, original, results))
     job.refresh_from_db()
     return names
 
@@ -120,10 +125,22 @@ def _check(job: Job) -> None:
         raise Refused("This job is still running. Cancel it first, then delete its files.")
 
 
-def _remove(job_id: int, names: list[str], original: tuple[str, str]) -> None:
+def _result_row(row: Job) -> dict:
+    return {
+        "team_id": row.team_id,
+        "input_sha256": row.input_sha256,
+        "output_file": row.output_file.name,
+        "output_thumb": row.output_thumb.name,
+    }
+
+
+def _remove(job_id: int, names: list[str], original: tuple[str, str], results=None) -> None:
     if original[0] in names and Job.objects.filter(input_file=original[0]).exists():
         # "Run again" from a sibling in the meantime: that new job uses the original now.
         names = [n for n in names if n not in original]
+    if results:  # a job made in the meantime reuses the result (jobs/reuse.py)
+        kept = retention.outputs_kept([results], Q(pk=job_id))
+        names = [n for n in names if n not in kept]
     for name in names:
         try:
             default_storage.delete(name)  # a file already gone is fine (local and S3)

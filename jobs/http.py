@@ -138,6 +138,17 @@ def _refused(message: str) -> ProviderError:
     return ProviderError("bad_result_url", message)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def callback_rules() -> Rules:
+    """Where an address an API caller gave us (its webhook URL) may lead: public https
+    addresses only; with the sandboxes on (development, the tests) this machine's
+    loopback too, plain http included, so a receiver can be tried out locally."""
+    trusted = LOOPBACK_HOSTS if settings.SANDBOX_ENABLED else frozenset()
+    return Rules(trusted_hosts=trusted, public=True)
+
+
 def is_public(address) -> bool:
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
@@ -174,12 +185,10 @@ async def pin(url: str, rules: Rules) -> tuple[httpx.URL, dict, dict]:
     if not trusted and not rules.public:
         raise _refused("We only fetch from our own address here.")
     if not trusted and target.scheme != "https":
-        raise _refused("The provider gave an address that is not https.")
+        raise _refused("The address is not https.")
     addresses = await resolve(host, port)
     if not trusted and not all(is_public(ipaddress.ip_address(a)) for a in addresses):
-        raise _refused(
-            "The provider pointed us at a private network address; we refused to fetch it."
-        )
+        raise _refused("The address is a private network address; we refused to connect to it.")
     if not addresses:
         raise ProviderError("result_unreachable", f"The host {host} could not be found.")
     headers = {"Host": target.netloc.decode("ascii")}

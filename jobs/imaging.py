@@ -6,7 +6,7 @@ result is decoded here before it is stored.
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from PIL import Image, ImageOps
@@ -33,6 +33,9 @@ class ImageInfo:
     height: int
     has_alpha: bool
     size_bytes: int
+    # The content's sha256 when known (stored uploads; sizes the browser measured): the
+    # same image with the same provider and options can reuse a result (jobs/reuse.py).
+    sha256: str = field(default="", compare=False)
 
     @property
     def extension(self) -> str:

@@ -7,6 +7,8 @@ come first: files are judged by their headers (size, format, pixels, every provi
 limit) before any pixel is decoded, so a decompression bomb costs nothing to refuse.
 """
 
+import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import books, ledger, money
-from jobs import imaging, lifecycle, retention, tasks
+from jobs import approvals, imaging, lifecycle, retention, tasks
+from jobs import reuse as reuses
 from jobs.imaging import ImageInfo, ImageRefused
 from jobs.models import Job
 from jobs.providers import Provider, Refusal, get_provider
@@ -142,22 +145,57 @@ def display_name(name: str) -> str:
     return (name or "image").replace("\\", "/").rsplit("/", 1)[-1][:200] or "image"
 
 
+class _Hashing(File):
+    """A file that hashes its bytes as the storage reads them (local storage reads it in
+    chunks, S3 with read(); a storage that seeks back and reads again adds nothing twice)."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.sha = hashlib.sha256()
+        self.hashed = 0  # bytes hashed so far, from the start
+
+    def read(self, *args):
+        at = self.file.tell()
+        data = self.file.read(*args)
+        if at <= self.hashed < at + len(data):
+            self.sha.update(data[self.hashed - at :])
+            self.hashed = at + len(data)
+        return data
+
+
 def store(upload: Upload) -> StoredInput:
     key = uuid.uuid4().hex
     month = timezone.now().strftime("%Y/%m")
     upload.file.seek(0)
-    file_name = default_storage.save(
-        f"inputs/{month}/{key}.{upload.info.extension}", File(upload.file)
-    )
+    hashing = _Hashing(upload.file)
+    file_name = default_storage.save(f"inputs/{month}/{key}.{upload.info.extension}", hashing)
+    sha = hashing.sha.hexdigest()
+    if hashing.hashed != upload.info.size_bytes:  # the storage read it some other way
+        sha = _sha256(upload.file)
     thumb_name = default_storage.save(f"thumbs/{month}/{key}-in.webp", ContentFile(upload.thumb))
-    return StoredInput(upload.name, file_name, thumb_name, upload.info)
+    info = replace(upload.info, sha256=sha)
+    return StoredInput(upload.name, file_name, thumb_name, info)
 
 
-def submit_uploads(*, user, team, files, choices, email_when_done=False) -> list[Job]:
+def submit_uploads(
+    *, user, team, files, choices, email_when_done=False, reuse=True, fresh=(), caller=None
+) -> list[Job]:
+    """`reuse`: an image already done with the same provider and options reuses that
+    result for free (jobs/reuse.py), except the lines named in `fresh` ("run again":
+    `reuse.line_key(provider, sha256)`). `caller`: see create_jobs."""
     selections = select(choices)
     uploads = inspect(files)
     check([(u.name, u.info) for u in uploads], selections)
-    check_budget(team, [u.info for u in uploads], selections)
+    try:
+        check_budget(team, [u.info for u in uploads], selections)
+    except SubmissionRefused:
+        if not reuse:
+            raise
+        # Over at full price, but images done before are free: only then are the files
+        # read for their hash before being stored (storing hashes them anyway).
+        uploads = [replace(u, info=replace(u.info, sha256=_sha256(u.file))) for u in uploads]
+        infos = [u.info for u in uploads]
+        check_budget(team, infos, selections, free=reusable(team, infos, selections, fresh))
     uploads = decode(uploads)
     stored = [store(u) for u in uploads]
     try:
@@ -167,6 +205,9 @@ def submit_uploads(*, user, team, files, choices, email_when_done=False) -> list
             inputs=stored,
             selections=selections,
             email_when_done=email_when_done,
+            reuse=reuse,
+            fresh=fresh,
+            caller=caller,
         )
     except SubmissionRefused:
         for s in stored:  # a concurrent submission took the budget first
@@ -175,14 +216,16 @@ def submit_uploads(*, user, team, files, choices, email_when_done=False) -> list
         raise
 
 
-def check_budget(team, infos, selections) -> None:
-    """Refuse an over-budget submission before anything is stored."""
+def check_budget(team, infos, selections, free=()) -> None:
+    """Refuse an over-budget submission before anything is stored. `free`: the lines
+    (reuse.line_key) that will reuse a result, so cost nothing."""
     wanted = sum(
         (
             quote_for(sel, info)[0].amount
             for info in infos
             for sel in selections
             if not sel.provider.is_sandbox
+            and reuses.line_key(sel.provider.slug, info.sha256) not in free
         ),
         Decimal(0),
     )
@@ -192,12 +235,33 @@ def check_budget(team, infos, selections) -> None:
         raise SubmissionRefused([refusal.message]) from None
 
 
+def _sha256(file) -> str:
+    hashing = _Hashing(file)
+    for _chunk in hashing.chunks():
+        pass
+    file.seek(0)
+    return hashing.sha.hexdigest()
+
+
+def reusable(team, infos, selections, fresh=()) -> set[str]:
+    """The lines (reuse.line_key) of these hashed images that will reuse a result."""
+    done = reuses.stored_results(team, [info.sha256 for info in infos])
+    keys = set()
+    for info in infos:
+        for sel in selections:
+            key = reuses.line_key(sel.provider.slug, info.sha256)
+            options = sel.provider.resolve_options(sel.options, info)
+            if key not in fresh and reuses.pick(done, info.sha256, sel.provider, options):
+                keys.add(key)
+    return keys
+
+
 def quote_for(sel: Selection, info: ImageInfo):
     width, height = sel.provider.output_size(info, sel.options)
     return books.quote(sel.provider.slug, sel.provider.name, width, height, sel.options)
 
 
-def rerun(job: Job, *, user, choices) -> list[Job]:
+def rerun(job: Job, *, user, choices, caller=None) -> list[Job]:
     """New jobs from a job's stored input, with other options allowed."""
     # Refused once the job is past retention, not only once the purge has run: a new
     # job started then would use an input the purge may be deleting.
@@ -211,9 +275,15 @@ def rerun(job: Job, *, user, choices) -> list[Job]:
     )
     check([(job.input_name, info)], selections)
     check_budget(job.team, [info], selections)
+    info = replace(info, sha256=job.input_sha256)
     stored = StoredInput(job.input_name, job.input_file.name, job.input_thumb.name, info)
     return create_jobs(
-        user=user, team=job.team, inputs=[stored], selections=selections, source_job=job
+        user=user,
+        team=job.team,
+        inputs=[stored],
+        selections=selections,
+        source_job=job,
+        caller=caller,
     )
 
 
@@ -229,12 +299,24 @@ def input_alpha(job: Job) -> bool:
 
 
 def create_jobs(
-    *, user, team, inputs, selections, source_job=None, email_when_done=False
+    *,
+    user,
+    team,
+    inputs,
+    selections,
+    source_job=None,
+    email_when_done=False,
+    reuse=False,
+    fresh=(),
+    caller=None,
 ) -> list[Job]:
     """`email_when_done`: the submitter wants an e-mail when a long batch ends
-    (jobs/notices.py)."""
+    (jobs/notices.py). `reuse`/`fresh`: see submit_uploads ("run again" never reuses).
+    `caller`: the API's {"api_token", "webhook_url"} (jobs/api/jobs.py), stored as the
+    jobs are made, so that even a job that ends at once (a reuse) sends its event."""
     batch = uuid.uuid4()
-    created = []
+    created, reused = [], {}  # reused: job -> the job whose result it takes
+    done = reuses.stored_results(team, [s.info.sha256 for s in inputs]) if reuse else []
     with transaction.atomic():
         for stored in inputs:
             for n, sel in enumerate(selections):
@@ -243,6 +325,13 @@ def create_jobs(
                 sel = replace(sel, options=sel.provider.resolve_options(sel.options, stored.info))
                 width, height = sel.provider.output_size(stored.info, sel.options)
                 quote, book = quote_for(sel, stored.info)
+                sha = stored.info.sha256
+                original = None
+                if reuses.line_key(sel.provider.slug, sha) not in fresh:
+                    original = reuses.pick(done, sha, sel.provider, sel.options)
+                explanation = quote.explanation
+                if original:  # kept as what it would have cost: "saved by reuse"
+                    explanation = f"Reused: not charged. It would have cost: {explanation}"
                 job = Job.objects.create(
                     team=team,
                     created_by=user,
@@ -258,30 +347,46 @@ def create_jobs(
                     input_width=stored.info.width,
                     input_height=stored.info.height,
                     input_bytes=stored.info.size_bytes,
+                    input_sha256=sha,
                     # The job that stored the file counts its bytes; the others of its
                     # batch, and reruns, share it (jobs/retention.py).
                     input_owner=n == 0 and source_job is None,
                     predicted_width=width,
                     predicted_height=height,
                     quoted_amount=quote.amount,
-                    quote_explanation=quote.explanation[:300],
+                    quote_explanation=explanation[:300],
                     price_book=book,
                     email_when_done=email_when_done,
+                    **(caller or {}),
                 )
                 sandbox = " (sandbox - not billed)" if job.sandbox else ""
+                price = f"quoted {money.price(quote.amount)}{sandbox}"
+                if original:
+                    price = (
+                        f"the same image, provider and options as job #{original.pk}: its "
+                        f"result is reused, not charged ({money.price(quote.amount)} saved)"
+                    )
+                    reused[job] = original
                 lifecycle.note(
                     job.pk,
                     Job.State.QUEUED,
                     f"Accepted {stored.info.width}x{stored.info.height} "
-                    f"{stored.info.format}; expected result {width}x{height}, "
-                    f"quoted {money.price(quote.amount)}{sandbox}.",
+                    f"{stored.info.format}; expected result {width}x{height}, {price}.",
                 )
                 created.append(job)
+        to_run = [job for job in created if job not in reused]  # reused jobs hold nothing
         try:
-            ledger.hold(team, created)  # the budget check and the holds: one transaction
+            ledger.hold(team, to_run)  # the budget check and the holds: one transaction
         except ledger.OverBudget as refusal:
             raise SubmissionRefused([refusal.message]) from None
-        tasks.enqueue_submit([job.pk for job in created])
+        for job, original in reused.items():
+            reuses.finish(job, original)
+        # Above the team's approval limit the jobs wait, holding their quotes, for a
+        # manager (jobs/approvals.py); otherwise they go to the worker now.
+        if not approvals.wait_if_above_limit(team, to_run):
+            tasks.enqueue_submit([job.pk for job in to_run])
+    for job in reused:
+        job.refresh_from_db()
     return created
 
 
@@ -291,13 +396,20 @@ def parse_sizes(values) -> list[tuple[str, ImageInfo]]:
     kind: the format read from the file's first bytes (JPEG, PNG, WEBP, or another's name)
     with "+alpha" when it has transparency, or "unreadable" for a file the browser could
     not decode (then width and height are 0). Entries without a kind (the older
-    `name|width|height|bytes`) are taken as opaque PNGs."""
+    `name|width|height|bytes`) are taken as opaque PNGs. An entry may end with the file's
+    sha256 (`...|kind|sha256`, hex): the quote then says when it was done before."""
     infos = []
     for value in values[:50]:
+        head, _, last = value.rpartition("|")
+        sha = last.lower() if head and SHA256.fullmatch(last.lower()) else ""
+        value = head if sha else value
         parsed = _sized(value, with_kind=True) or _sized(value, with_kind=False)
         if parsed:
-            infos.append(parsed)
+            infos.append((parsed[0], replace(parsed[1], sha256=sha)))
     return infos
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _sized(value: str, *, with_kind: bool) -> tuple[str, ImageInfo] | None:

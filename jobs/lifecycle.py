@@ -18,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import ledger
-from jobs import leases, notices
+from jobs import leases, notices, webhooks_out
 from jobs.models import Job, JobEvent
 from jobs.scrub import scrub
 
@@ -81,6 +81,8 @@ def move(
                 # Once committed: is its batch over, and does someone want an e-mail?
                 # (robust: a failure there is logged and never breaks the job's own step).
                 transaction.on_commit(partial(notices.job_ended, job_id), robust=True)
+                # Its webhook events, if its creator named a URL (sent once committed).
+                webhooks_out.job_ended(job_id)
     if changed:
         _log_move(job_id, ended_from, to, now, fields.get("error_code", ""))
     return bool(changed)
@@ -203,6 +205,12 @@ def cancel(job: Job, by, provider_said: str = "", provider_stopped: bool = False
         detail += " The upscale had already started on the worker; its result is discarded."
     if provider_said:
         detail += " " + provider_said
+    # A job waiting for a manager's approval was never handed over: canceling it
+    # releases its hold (jobs/approvals.py).
     return move(
-        job.pk, Job.ACTIVE_STATES, State.CANCELED, detail, provider_stopped=provider_stopped
+        job.pk,
+        [*Job.ACTIVE_STATES, State.AWAITING_APPROVAL],
+        State.CANCELED,
+        detail,
+        provider_stopped=provider_stopped,
     )

@@ -161,6 +161,15 @@ class Job(models.Model):
         "jobs.ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
     )
     webhook_url = models.TextField(blank=True)
+    # The Idempotency-Key claim of the API call that made the job, written in the same
+    # transaction: a call killed before it stored its answer is answered from its jobs.
+    idempotent_request = models.ForeignKey(
+        "jobs.IdempotentRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+    )
     # Approval above the team's limit: who decided, when, and why.
     approval_decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -423,6 +423,10 @@ def sweep() -> dict:
     finally:
         ticker.close()
     released = ledger.reconcile()
+    # Outbound webhooks whose retry delay is over (or whose first task was lost).
+    from jobs import webhooks_out
+
+    webhooks_out.deliver_due()
     return {
         "requeued": recovered["requeued"],
         "stopped": recovered["stopped"],

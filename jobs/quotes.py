@@ -18,6 +18,8 @@ from decimal import Decimal
 from billing import books, ledger
 from billing.models import LedgerEntry, PriceBook
 from billing.pricing import RULES, Quote, describe
+from jobs import fit as fit_plan
+from jobs import reuse as reuses
 from jobs.imaging import ImageInfo
 from jobs.intake import check_limits, measured_refusal
 from jobs.providers import Provider, Refusal, all_providers, get_provider
@@ -78,6 +80,24 @@ class Line:
     error: str = ""
     warning: str = ""  # accepted, but the result will lose something (transparency)
     max_scale: float | None = None  # the largest free-number scale this image allows
+    # Done before (jobs/reuse.py): the earlier job whose result this line reuses for free,
+    # unless `fresh` ("run again", ticked on the page) asks for a new run at full price.
+    reuse: "reuses.Reuse | None" = None
+    fresh: bool = False
+
+    @property
+    def key(self) -> str:
+        """The form's name for this line's "run again" box (reuse.line_key)."""
+        return reuses.line_key(self.provider.slug, self.info.sha256 if self.info else "")
+
+    @property
+    def reused(self) -> bool:
+        return self.reuse is not None and not self.fresh
+
+    @property
+    def amount(self) -> Decimal:
+        """What the submission will hold for this line: nothing when it reuses a result."""
+        return ZERO if self.reused else self.quote.amount
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,8 @@ class Preview:
     totals: list[ProviderTotal]
     budget: BudgetCheck | None
     file_refusals: list[FileRefusal] = field(default_factory=list)
+    # What fits what is left of the budget (jobs/fit.py); None before images are chosen.
+    fit: "fit_plan.Fit | None" = None
 
     @property
     def priced(self) -> list[Line]:
@@ -141,11 +163,11 @@ class Preview:
 
     @property
     def total(self) -> Decimal:
-        return sum((line.quote.amount for line in self.priced), ZERO)
+        return sum((line.amount for line in self.priced), ZERO)
 
     @property
     def sandbox_total(self) -> Decimal:
-        return sum((ln.quote.amount for ln in self.priced if ln.provider.is_sandbox), ZERO)
+        return sum((ln.amount for ln in self.priced if ln.provider.is_sandbox), ZERO)
 
     @property
     def real_total(self) -> Decimal:
@@ -303,15 +325,30 @@ def budget_check(team, lines: Sequence[Line]) -> BudgetCheck | None:
     if team is None or team.monthly_budget is None:
         return None
     priced = [line for line in lines if line.quote]
-    would_be = sum((ln.quote.amount for ln in priced if ln.provider.is_sandbox), ZERO)
-    wanted = sum((ln.quote.amount for ln in priced if not ln.provider.is_sandbox), ZERO)
+    would_be = sum((ln.amount for ln in priced if ln.provider.is_sandbox), ZERO)
+    wanted = sum((ln.amount for ln in priced if not ln.provider.is_sandbox), ZERO)
     return BudgetCheck(ledger.usage(team), wanted, would_be)
 
 
-def preview(choices, infos, *, raw_options=None, team=None) -> Preview:
+def mark_reuse(lines: Sequence[Line], team, fresh=()) -> None:
+    """Lines whose image (by its sha256) the team already had done with the same provider
+    and options, result still stored: they reuse it for free unless their key is in
+    `fresh`. The same match as the submit's (jobs/reuse.py), in one query."""
+    lines = [ln for ln in lines if ln.quote and ln.info and ln.info.sha256]
+    done = reuses.stored_results(team, [ln.info.sha256 for ln in lines]) if lines else []
+    for line in lines:
+        options = line.provider.resolve_options(line.options, line.info)
+        found = reuses.pick(done, line.info.sha256, line.provider, options)
+        if found:
+            line.reuse = reuses.Reuse.of(found)
+            line.fresh = line.key in fresh
+
+
+def preview(choices, infos, *, raw_options=None, team=None, fresh=()) -> Preview:
     """choices: [(slug, raw options)] as picked; infos: [(name, ImageInfo)] as measured;
-    raw_options: every provider's panel values (slug -> raw), for the comparison."""
-    lines, totals = [], []
+    raw_options: every provider's panel values (slug -> raw), for the comparison; fresh:
+    the keys of the lines to run again rather than reuse (Line.key)."""
+    lines, totals, fit = [], [], None
     # The submit's own checks of each file first (too small, too large, not an image):
     # an image it would refuse is priced by no provider.
     refusals = [FileRefusal(name, info, measured_refusal(info)) for name, info in infos]
@@ -320,9 +357,13 @@ def preview(choices, infos, *, raw_options=None, team=None) -> Preview:
     if accepted:  # nothing to price (and no query for the books) before images are chosen
         pricer = Pricer()
         lines = chosen_lines(pricer, choices, accepted)
+        mark_reuse(lines, team, set(fresh))
         raw = {**(raw_options or {}), **dict(choices)}
         totals = provider_totals(pricer, raw, {slug for slug, _ in choices}, accepted)
-    return Preview(list(infos), lines, totals, budget_check(team, lines), refusals)
+    budget = budget_check(team, lines)
+    if accepted:
+        fit = fit_plan.plan(pricer, accepted, raw, team, budget.usage if budget else None)
+    return Preview(list(infos), lines, totals, budget, refusals, fit)
 
 
 # --- the job page's cost card ----------------------------------------------------------------

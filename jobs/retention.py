@@ -8,6 +8,9 @@ every page and view sees "no file" and says why instead of breaking.
 - Jobs share inputs (a batch sent to several providers, "run again"): a stored input is
   deleted only when no job that is not expired still uses it. A shared input that stays
   passes its byte count (`input_owner`) to a job that keeps it.
+- Jobs share results too: a reused job (jobs/reuse.py) points at the result of the job it
+  reuses. A result (and its thumbnail) is deleted only when no job that is not expired
+  still uses it (`outputs_kept`).
 - Batches, oldest finish first, each marked in its own short transaction after its
   files were deleted (never across the storage calls, which may be HTTP to S3). A purge
   killed midway leaves jobs whose files are (partly) gone but unmarked: the next purge
@@ -42,6 +45,7 @@ COLUMNS = (
     "output_file",
     "output_thumb",
     "output_bytes",
+    "input_sha256",
 )
 
 
@@ -118,10 +122,15 @@ def _plan(rows: list[dict], cut: datetime.datetime, gone: set[str]):
     """Which files each job of a batch gives up, and which shared inputs stay (used by
     a job that is not past retention). `gone`: inputs this purge already deleted."""
     kept = inputs_kept({row["input_file"] for row in rows if row["input_file"]}, _past(cut))
+    results_kept = outputs_kept(rows, _past(cut))
     doomed, handed_on = [], set()
     for row in rows:
-        files = [name for name in (row["output_file"], row["output_thumb"]) if name]
+        files = [n for n in (row["output_file"], row["output_thumb"]) if n]
         size = (row["output_bytes"] or 0) if row["output_file"] else 0
+        if row["output_file"] in results_kept or row["output_file"] in gone:
+            size = 0  # a shared result: kept for a job that uses it, or counted once
+        files = [n for n in files if n not in results_kept and n not in gone]
+        gone.update(n for n in files if row["input_sha256"])  # may be shared: once
         name = row["input_file"]
         if name in kept:
             if row["input_owner"]:
@@ -145,6 +154,30 @@ def inputs_kept(names, leaving: Q) -> set[str]:
         .values_list("input_file", flat=True)
         .distinct()
     )
+
+
+def outputs_kept(rows, leaving: Q) -> set[str]:
+    """Which of these jobs' results and result thumbnails (rows: dicts with team_id,
+    input_sha256, output_file, output_thumb) a job that keeps its files still uses. Jobs
+    sharing a result are all succeeded jobs of one team with the same input content, so
+    the search goes through the index job_same_input; jobs without a content hash (made
+    before it was recorded) never share one."""
+    rows = [r for r in rows if r["input_sha256"] and r["output_file"]]
+    names = {n for r in rows for n in (r["output_file"], r["output_thumb"]) if n}
+    if not names:
+        return set()
+    users = (
+        Job.objects.filter(
+            team_id__in={r["team_id"] for r in rows},
+            input_sha256__in={r["input_sha256"] for r in rows},
+            state=Job.State.SUCCEEDED,
+        )
+        .filter(Q(output_file__in=names) | Q(output_thumb__in=names))
+        .exclude(leaving)
+        .order_by()
+        .values_list("output_file", "output_thumb")
+    )
+    return {name for pair in users for name in pair if name in names}
 
 
 def hand_on(name: str, leaving: Q) -> None:
@@ -239,15 +272,16 @@ def last_purge() -> Heartbeat | None:
 
 def stored_bytes(team_ids) -> dict[int, int]:
     """Bytes of the inputs and results still stored, per team, in one aggregate read
-    from the index job_stored_bytes. A shared input counts once (its owner's row);
-    thumbnails are left out."""
+    from the index job_stored_bytes. A shared input counts once (its owner's row), a
+    reused result on the job that made it (while that job keeps its files); thumbnails
+    are left out."""
     rows = (
         Job.objects.filter(team__in=team_ids, files_expired_at__isnull=True)
         .order_by()
         .values("team")
         .annotate(
             inputs=Sum("input_bytes", filter=Q(input_owner=True), default=0),
-            outputs=Sum("output_bytes", default=0),
+            outputs=Sum("output_bytes", filter=Q(reused_from__isnull=True), default=0),
         )
     )
     return {row["team"]: row["inputs"] + row["outputs"] for row in rows}

@@ -17,6 +17,8 @@ def provider_stats(jobs):
     rows = []
     for provider in all_providers():
         recent = jobs.filter(provider=provider.slug, created_at__gte=since)
+        # A reused result (jobs/reuse.py) was not the provider's work: not its figures.
+        recent = recent.filter(reused_from__isnull=True)
         ended = list(
             recent.filter(state__in=[Job.State.SUCCEEDED, Job.State.FAILED])
             .order_by("-finished_at")

@@ -87,6 +87,13 @@ def email_batch(batch: str) -> bool:
     return notices.send_batch_email(batch)
 
 
+def deliver_webhooks(*delivery_ids: int) -> int:
+    """One attempt of each outbound webhook event that is due (housekeeping queue)."""
+    from jobs import webhooks_out
+
+    return webhooks_out.deliver(delivery_ids)
+
+
 def sweep() -> dict:
     from jobs import pipeline
 
@@ -99,8 +106,10 @@ def purge_expired() -> dict:
     from django.conf import settings
 
     from jobs import retention
+    from jobs.api import idempotency
 
     report = retention.purge(timezone.now(), time_limit=settings.TASK_TIMEOUT / 2)
     if report.more:
         send("jobs.tasks.purge_expired", queue="house")
-    return report.as_dict()
+    # Idempotency-Keys older than 24 h (the API's creates) go with the same daily run.
+    return {**report.as_dict(), "idempotency_keys": idempotency.purge()}

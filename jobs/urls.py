@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from jobs import views
+from jobs import account_views, views
 
 app_name = "jobs"
 urlpatterns = [
@@ -9,6 +9,7 @@ urlpatterns = [
     path("upload/presets/save/", views.preset_save, name="preset_save"),
     path("upload/presets/apply/", views.preset_apply, name="preset_apply"),
     path("upload/presets/delete/", views.preset_delete, name="preset_delete"),
+    path("upload/fit/apply/", views.fit_apply, name="fit_apply"),
     path("jobs/batch/<uuid:batch>/compare/", views.compare, name="compare"),
     path("jobs/batch/<uuid:batch>/states/", views.batch_states, name="batch-states"),
     path("", views.upload, name="upload"),
@@ -23,6 +24,9 @@ urlpatterns = [
     path("jobs/zip/", views.selection_zip, name="zip"),
     path("jobs/<int:pk>/rerun/", views.rerun, name="rerun"),
     path("jobs/<int:pk>/keep/", views.keep, name="keep"),
+    path("account/", account_views.account, name="account"),
+    path("account/tokens/", account_views.token_create, name="token_create"),
+    path("account/tokens/<int:pk>/revoke/", account_views.token_revoke, name="token_revoke"),
     re_path(
         r"^jobs/(?P<pk>[0-9]+)/(?P<which>input|output)/(?P<kind>image|thumb)/$",
         views.image,

@@ -71,6 +71,7 @@ def upload(request):
                 files=request.FILES.getlist("images"),
                 choices=choices,
                 email_when_done=request.POST.get("email_when_done") == "on",
+                fresh=request.POST.getlist("fresh"),  # "run again" lines (jobs/reuse.py)
             )
         except intake.SubmissionRefused as refusal:
             ctx["errors"] = refusal.errors
@@ -100,6 +101,7 @@ def preview(request):
         intake.parse_sizes(request.GET.getlist("size")),
         raw_options=all_options_from(request.GET),
         team=_team(request, request.GET.get("team")),
+        fresh=request.GET.getlist("fresh"),
     )
     return render(request, "jobs/_preview.html", {"preview": result})
 
@@ -112,7 +114,7 @@ def history(request):
     # their names make the Team filter.
     teams = list(teams_of(request.user))
     form = HistoryFilter(request.GET or None, teams=teams)
-    jobs = _history_jobs(teams, form)
+    jobs = history_jobs(teams, form)
     batch = request.GET.get("batch")
     count = None
     if batch:
@@ -220,7 +222,13 @@ def image(request, pk, which, kind):
 @login_required
 @require_safe  # HEAD too: download managers and link checkers ask first
 def download(request, pk):
-    job = _job(request, pk)
+    return result_download(_job(request, pk))
+
+
+def result_download(job: Job):
+    """A job's result as a download, for the page and the API (/api/v1/jobs/<id>/result):
+    410 in plain words once its files are gone, 404 while it has none, else the file under
+    the name a ZIP of results gives it."""
     if job.files_expired_at:
         return _gone(job)
     if job.state != Job.State.SUCCEEDED or not job.output_file:
@@ -378,6 +386,22 @@ def preset_apply(request):
 
 
 @login_required
+@require_GET
+def fit_apply(request):
+    """The provider panels with one set of "What fits the budget" (jobs/fit.py) picked:
+    that provider alone, its options from `set-<option>`, the other panels as they were."""
+    slug = request.GET.get("set", "")
+    values = all_options_from(request.GET)
+    if slug not in values:
+        raise Http404("No such provider")
+    chosen = {k[4:]: v for k, v in request.GET.items() if k.startswith("set-")}
+    values[slug] = {**values[slug], **chosen}
+    response = render(request, "jobs/_providers.html", {"panels": provider_panels([slug], values)})
+    response["HX-Trigger"] = "preset-applied"  # the preview re-quotes, as after a preset
+    return response
+
+
+@login_required
 @require_POST
 def preset_delete(request):
     preset = presets.preset_of(request.user, request.POST.get("preset", ""))
@@ -435,9 +459,9 @@ def selection_zip(request):
         return _no_zip(refusal)
 
 
-def _history_jobs(teams, form):
-    """The jobs History lists: the teams' (`team_id IN (...)`, which the
-    (team, -created_at, -id) index serves), filtered, with what a row shows."""
+def history_jobs(teams, form):
+    """The jobs History (and GET /api/v1/jobs) lists: the teams' (`team_id IN (...)`,
+    which the (team, -created_at, -id) index serves), filtered, with what a row shows."""
     jobs = (
         Job.objects.filter(team_id__in=[t.pk for t in teams])
         .select_related("created_by", "price_book")
@@ -462,7 +486,7 @@ def history_newer(request):
     teams = list(teams_of(request.user))
     form = HistoryFilter(request.GET, teams=teams)
     new = history_pages.made_since(
-        _history_jobs(teams, form), request.GET.get("after", ""), size=history_pages.PAGE_SIZE
+        history_jobs(teams, form), request.GET.get("after", ""), size=history_pages.PAGE_SIZE
     )
     if new is None:
         return HttpResponseBadRequest(

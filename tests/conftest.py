@@ -78,7 +78,8 @@ def owner_client(client, owner):
 @pytest.fixture
 def make_job(inline_tasks):
     """make_job(user, team, name=..., scale=..., run=True): a job made the way the
-    upload page makes it; with run=False it stays queued."""
+    upload page makes it; with run=False it stays queued. Never a reused result (tests
+    make many jobs of the same generated image): tests/test_reuse.py tests reuse."""
     from jobs import intake
     from tests.images import upload
 
@@ -87,11 +88,19 @@ def make_job(inline_tasks):
         if run:
             with inline_tasks():
                 (job,) = intake.submit_uploads(
-                    user=user, team=team, files=files, choices=[("local", {"scale": scale})]
+                    user=user,
+                    team=team,
+                    files=files,
+                    choices=[("local", {"scale": scale})],
+                    reuse=False,
                 )
         else:
             (job,) = intake.submit_uploads(
-                user=user, team=team, files=files, choices=[("local", {"scale": scale})]
+                user=user,
+                team=team,
+                files=files,
+                choices=[("local", {"scale": scale})],
+                reuse=False,
             )
         job.refresh_from_db()
         return job
@@ -166,7 +175,7 @@ def submit(owner, team):
     def go(provider, name="photo.png", image=None, **options):
         files = [upload(name, **(image or {}))]
         (job,) = intake.submit_uploads(
-            user=owner, team=team, files=files, choices=[(provider, options)]
+            user=owner, team=team, files=files, choices=[(provider, options)], reuse=False
         )
         job.refresh_from_db()
         return job

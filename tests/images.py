@@ -1,6 +1,7 @@
 """Real image files made on the fly for tests."""
 
 import io
+import secrets
 import struct
 import zlib
 
@@ -8,7 +9,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 
-def image_bytes(width=96, height=80, fmt="PNG", mode="RGB") -> bytes:
+def image_bytes(width=96, height=80, fmt="PNG", mode="RGB", unique=False) -> bytes:
+    """A gradient image. The same arguments make the same bytes, so the portal reuses the
+    result of an earlier job for it (jobs/reuse.py); `unique=True` marks its first row
+    with random pixels, for a test that needs its jobs really run."""
     img = Image.new(mode, (width, height))
     # A gradient, so resampling has something to work on and files differ.
     px = img.load()
@@ -16,6 +20,9 @@ def image_bytes(width=96, height=80, fmt="PNG", mode="RGB") -> bytes:
         for y in range(height):
             value = (x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), 128)
             px[x, y] = value + (200,) if mode == "RGBA" else value[: len(mode)]
+    if unique:
+        for x, value in enumerate(secrets.token_bytes(min(width, 16))):
+            px[x, 0] = (value,) * len(mode)
     out = io.BytesIO()
     img.save(out, fmt)
     return out.getvalue()

@@ -241,6 +241,29 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- API: rate limit per token (jobs/api/auth.py) -----------------------------------------
+# A fixed one-minute window counted in Django's cache. With REDIS_URL, Redis: one count for
+# every process and machine (INCR is atomic). Without, each process's own memory: exact for
+# the embedded default (`bin/run`: one web process), but N gunicorn workers without Redis
+# allow up to N times the limit (README, "API"). Not the database cache: it needs a
+# `createcachetable` step, its increment is a read then a write, and on SQLite every API
+# call would take the one write lock.
+API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 120)
+# An Idempotency-Key claim still "in progress" after this long was left by a killed
+# process (longer than any request lives: gunicorn kills a worker at GUNICORN_TIMEOUT):
+# answered from the jobs it committed, or freed if it made none.
+IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": TASK_QUEUE_PREFIX,  # several portals may share one Redis
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Auth ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses a locked-out user or address first

@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from billing import team_views
 from jobs import inbound
-from jobs.api import api
+from jobs.api import api, reference
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -22,7 +22,9 @@ urlpatterns = [
     path("inputs/<str:token>/", inbound.serve_input, name="job-input"),
     path("spend/", include("billing.urls")),
     path("teams/", include("billing.team_urls")),
+    path("api/v1/reference/", reference.page, name="api-reference"),  # before the API
     path("api/v1/", api.urls),
+    re_path(r"^api/", reference.not_found),  # after the API: its unknown addresses
     path("", include("jobs.urls")),
 ]
 if settings.SANDBOX_ENABLED:

@@ -31,6 +31,7 @@ def pick(days: int) -> dict:
     from benchmarks.seed import MANAGER, PASSWORD, SEARCH_WORD, STAFF
     from billing import spend
     from billing.models import LedgerEntry, Membership
+    from jobs.api import tokens
     from jobs.models import Job
 
     staff = get_user_model().objects.get(username=STAFF)
@@ -59,6 +60,8 @@ def pick(days: int) -> dict:
         "fragments": newest,
         "month_rows": spend.all_charges(staff, spend.Filters.default()).count(),
         "csv_rows": spend.exported(staff, everything).count(),
+        # One API token per timed API row (bin/benchmarks/api.py), as a script makes one.
+        "api_tokens": [tokens.create(staff, f"bench {n}")[1] for n in range(4)],
     }
 
 

@@ -161,6 +161,9 @@ def measure_server(stack: Stack, server: str, facts: dict, count: int, csv: bool
             table.append(
                 {"page": label, "as": who, "goal": goal, **timed(browser, paths, count, headers)}
             )
+        from benchmarks import api  # here: it imports this module's figures
+
+        table += api.rows(stack.base, facts, count)
         export = csv_export(staff, f"/spend/export.csv?{days}&include_sandbox=on") if csv else None
         return {"table": table, "csv": export}
     finally:

@@ -3,6 +3,7 @@
 import json
 
 from django.http import Http404, HttpResponse
+from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 TYPE = "about:blank"  # RFC 9457 3.1.1: the status's own meaning, explained by `detail`
@@ -19,6 +20,17 @@ TITLES = {
     429: "Too many requests",
     500: "Server error",
 }
+
+
+class ProblemOut(Schema):
+    """What every error answer carries (documented per operation, e.g.
+    `response={200: JobOut, 404: ProblemOut}`); the body is application/problem+json."""
+
+    type: str = TYPE
+    title: str
+    status: int
+    detail: str
+    errors: list[str] = []
 
 
 class Problem(Exception):
@@ -44,6 +56,13 @@ def response(status: int, detail: str, *, errors=None, headers=None, **extra) ->
 
 
 def install(api) -> None:
+    produce = api.get_openapi_schema
+
+    def get_openapi_schema(*args, **kwargs):
+        return as_problems(produce(*args, **kwargs))
+
+    api.get_openapi_schema = get_openapi_schema
+
     @api.exception_handler(Problem)
     def _problem(request, exc: Problem):
         return response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra)
@@ -75,3 +94,15 @@ def _said(error: dict) -> str:
     """A validation error as a sentence: "body.scale: Input should be a valid number"."""
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{where}: {error.get('msg', 'not valid')}" if where else error.get("msg", "")
+
+
+def as_problems(schema: dict) -> dict:
+    """The OpenAPI document says what is sent: error answers (4xx, 5xx) documented with a
+    schema (ProblemOut) are application/problem+json, not ninja's application/json."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content", {})
+                if str(status)[:1] in "45" and "application/json" in content:
+                    content["application/problem+json"] = content.pop("application/json")
+    return schema

@@ -52,3 +52,17 @@ def webhook_secret(token: ApiToken) -> str:
 
     raw = bytes.fromhex(derived_secret(settings.SECRET_KEY, f"webhook:{token.digest}"))
     return "whsec_" + base64.b64encode(raw).decode()
+
+
+def revoke(token: ApiToken, by) -> bool:
+    """Revoke a live token (its owner on the Account page, or staff in the admin); False if
+    it was already revoked. A conditional UPDATE: two clicks revoke it once."""
+    changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=by
+    )
+    return bool(changed)
+
+
+def of_user(user):
+    """The user's tokens, live and revoked, newest first."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at", "-pk")

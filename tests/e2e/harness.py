@@ -162,7 +162,7 @@ rng = random.Random(os.environ["WAVE"])
 made, refused = [], 0
 for i in range(int(os.environ["PER_WAVE"])):
     # Every image distinct, so each sandbox task can be traced back to its job.
-    data = image_bytes(rng.randrange(96, 160), rng.randrange(80, 140))
+    data = image_bytes(rng.randrange(96, 160), rng.randrange(80, 140), unique=True)
     name = f"chaos-{uuid.uuid4().hex[:8]}.png"
     try:
         (job,) = intake.submit_uploads(

@@ -42,7 +42,7 @@ def lock_holder(supervisor_pid: int, queue: str) -> int | None:
 
 def upscale(stack, name: str, timeout: float):
     path = stack.tmp / name
-    path.write_bytes(image_bytes(100, 80))
+    path.write_bytes(image_bytes(100, 80, unique=True))  # a real run, not a reuse
     started = time.monotonic()
     out = stack.manage("upscale", str(path), "--provider", "local", "--wait", timeout=timeout)
     return out, time.monotonic() - started

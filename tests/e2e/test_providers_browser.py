@@ -17,7 +17,8 @@ def test_a_user_compares_two_providers_on_one_image(page):
     sign_in(page)
     name = f"duo-{uuid.uuid4().hex[:8]}.png"
     page.set_input_files(
-        "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(200, 150)}]
+        "#images",
+        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(200, 150, unique=True)}],
     )
     page.locator('input[name="provider"][value="local"]').uncheck()
     page.locator('input[name="provider"][value="ximilar"]').check()
@@ -76,7 +77,8 @@ def test_a_provider_failure_is_explained_on_the_job_page(page, portal):
         sign_in(page)
         name = f"refused-{uuid.uuid4().hex[:8]}.png"
         page.set_input_files(
-            "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(120, 90)}]
+            "#images",
+            [{"name": name, "mimeType": "image/png", "buffer": image_bytes(120, 90, unique=True)}],
         )
         page.locator('input[name="provider"][value="local"]').uncheck()
         page.locator('input[name="provider"][value="apixo"]').check()

@@ -117,7 +117,9 @@ def test_no_page_breaks_the_content_security_policy(watched, portal, slow_fal):
     # local finishes at once, fal (a sandbox made slow) is still running for a while.
     name = f"csp-{tag}.png"
     page.set_input_files(
-        "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(120, 90)}]
+        "#images",
+        # Unique: fal must really run (slowly), not reuse the other viewport's result.
+        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(120, 90, unique=True)}],
     )
     page.locator('input[name="provider"][value="fal"]').check()
     expect(page.locator('#preview tr[data-provider="fal"]')).to_contain_text(name)

@@ -49,21 +49,38 @@
     return { format: "", alpha: false };
   }
 
-  // One `size` field per file: "name|width|height|bytes|kind", kind being the format
-  // (+alpha), or "unreadable" (0x0) when the browser cannot decode the file, so the
-  // preview shows the submit's refusal for it too.
+  // The file's SHA-256 in hex, as the server computes it when it stores the file: the
+  // preview then says when the team already had this image done (jobs/reuse.py). ""
+  // where the browser cannot (no crypto.subtle outside https/localhost) or the file is
+  // over the limit anyway.
+  async function sha256(file) {
+    if (!(window.crypto && crypto.subtle) || file.size > MAX_BYTES) return "";
+    try {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()));
+      return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    } catch (err) {
+      return "";
+    }
+  }
+
+  // One `size` field per file: "name|width|height|bytes|kind|sha256", kind being the
+  // format (+alpha), or "unreadable" (0x0) when the browser cannot decode the file, so the
+  // preview shows the submit's refusal for it too; the hash is left off when unknown.
   async function measureOne(file) {
     const bytes = new Uint8Array(await file.slice(0, HEADER_BYTES).arrayBuffer());
     const kind = sniff(bytes);
+    let entry;
     try {
       const bitmap = await createImageBitmap(file);
       const size = [bitmap.width, bitmap.height];
       bitmap.close();
       if (!kind.format) return [file.name, 0, 0, file.size, "unreadable"];
-      return [file.name, size[0], size[1], file.size, kind.format + (kind.alpha ? "+alpha" : "")];
+      entry = [file.name, size[0], size[1], file.size, kind.format + (kind.alpha ? "+alpha" : "")];
     } catch (err) {
       return [file.name, 0, 0, file.size, "unreadable"];
     }
+    const hash = await sha256(file);
+    return hash ? entry.concat(hash) : entry;
   }
 
   async function measure() {
