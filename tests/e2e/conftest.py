@@ -52,6 +52,8 @@ class Portal:
             "TASK_QUEUE_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",  # its own Redis queues
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
             "SANDBOX_LATENCY": "1.5",
+            # Stopped at once when the tests are done (tests/test_watchdog.py tests the grace).
+            "CLUSTER_STOP_GRACE_SECONDS": "2",
             # One provider in real mode: a key is set, and the base URL is its own
             # sandbox (which takes that key). Its jobs count against budgets like real
             # spend, so the browser can meet a real over-budget refusal.

@@ -84,6 +84,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "DEMO_USERNAME": "stack",
             "DEMO_PASSWORD": "stack-password-1",
+            # Stopped at once when the test is done (tests/test_watchdog.py tests the grace).
+            "CLUSTER_STOP_GRACE_SECONDS": "2",
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -28,7 +28,14 @@ def choose_pixazo(page, width=1000, height=1000):
     name = f"quote-{uuid.uuid4().hex[:8]}.png"
     page.set_input_files(
         "#images",
-        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(width, height)}],
+        # Unique: an image quoted before would be quoted as a free reuse.
+        [
+            {
+                "name": name,
+                "mimeType": "image/png",
+                "buffer": image_bytes(width, height, unique=True),
+            }
+        ],
     )
     page.locator('input[name="provider"][value="local"]').uncheck()
     page.locator('input[name="provider"][value="pixazo"]').check()

@@ -71,6 +71,10 @@ class ProductionSet:
             "BIND": f"127.0.0.1:{self.port}",
             "TASK_QUEUE_PREFIX": f"prod{uuid.uuid4().hex[:8]}",
             "GUNICORN_TIMEOUT": str(TIMEOUT),
+            # The test stops the set at once when it is done (graceful stops have tests
+            # of their own, tests/test_watchdog.py): no 15-30 s waits in the teardown.
+            "GUNICORN_GRACEFUL_TIMEOUT": "2",
+            "CLUSTER_STOP_GRACE_SECONDS": "2",
             "DEMO_USERNAME": USER,
             "DEMO_PASSWORD": PASSWORD,
         }
