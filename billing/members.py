@@ -122,30 +122,26 @@ def _event(team: Team, by, kind: str, text: str) -> TeamEvent:
 # --- budget and caps --------------------------------------------------------------------
 def set_budget(team: Team, by, raw) -> bool:
     """Set (or, empty, clear) the monthly budget; False when it did not change."""
-    amount = parse_money(raw, "budget")
-    with transaction.atomic():
-        team = _locked(team)
-        before = team.monthly_budget
-        if before == amount:
-            return False
-        team.monthly_budget = amount
-        team.save(update_fields=["monthly_budget"])
-        _event(team, by, Kind.BUDGET, _change(by, "the budget", before, amount))
-    return True
+    return _set_amount(team, by, "monthly_budget", parse_money(raw, "budget"), "the budget")
 
 
 def set_approval_threshold(team: Team, by, raw) -> bool:
     """Set (or, empty, clear) the quote above which a submission waits for a manager's
     approval (jobs/approvals.py); False when it did not change."""
     amount = parse_money(raw, "approval limit")
+    return _set_amount(team, by, "approval_threshold", amount, "the approval limit")
+
+
+def _set_amount(team: Team, by, field: str, amount, what: str) -> bool:
+    """A team's money setting changed, with its audit line, in one transaction."""
     with transaction.atomic():
         team = _locked(team)
-        before = team.approval_threshold
+        before = getattr(team, field)
         if before == amount:
             return False
-        team.approval_threshold = amount
-        team.save(update_fields=["approval_threshold"])
-        _event(team, by, Kind.BUDGET, _change(by, "the approval limit", before, amount))
+        setattr(team, field, amount)
+        team.save(update_fields=[field])
+        _event(team, by, Kind.BUDGET, _change(by, what, before, amount))
     return True
 
 

@@ -160,21 +160,9 @@ def _waiting_ids(batch) -> list[int]:
 
 def approve(by, batch) -> Decision:
     """The batch's waiting jobs become queued and go to the worker."""
-    jobs = batch_of(by, batch)
-    check_may_decide(by, jobs[0].team)
-    now, result = timezone.now(), Decision(batch, state=State.QUEUED)
     with transaction.atomic():
-        for pk in _waiting_ids(batch):
-            if lifecycle.move(
-                pk,
-                [WAITING],
-                State.QUEUED,
-                f"Approved by {_name(by)}.",
-                approval_decided_by=by,
-                approval_decided_at=now,
-                next_poll_at=None,
-            ):
-                result.decided.append(pk)
+        note = f"Approved by {_name(by)}."
+        result = _decide(by, batch, State.QUEUED, note, next_poll_at=None)
         if result.decided:
             tasks.enqueue_submit(result.decided)  # sent once the decision is committed
     return result
@@ -186,20 +174,23 @@ def reject(by, batch, reason) -> Decision:
     reason = " ".join(str(reason or "").split())
     if reason not in REASONS:
         raise BadReason(f"Pick a reason: {', '.join(REASONS)}.")
+    note = f"Rejected by {_name(by)}: {reason}."
+    return _decide(by, batch, State.CANCELED, note, approval_reason=reason)
+
+
+def _decide(by, batch, to, note: str, **fields) -> Decision:
+    """Move the batch's waiting jobs to `to`, each by a conditional move (a second press,
+    or two managers at once, moves nothing twice), in one transaction (the caller's, when
+    it has one: approve queues the tasks in it)."""
     jobs = batch_of(by, batch)
     check_may_decide(by, jobs[0].team)
-    now, result = timezone.now(), Decision(batch, state=State.CANCELED)
+    now, result = timezone.now(), Decision(batch, state=to)
     with transaction.atomic():
         for pk in _waiting_ids(batch):
-            if lifecycle.move(
-                pk,
-                [WAITING],
-                State.CANCELED,
-                f"Rejected by {_name(by)}: {reason}.",
-                approval_decided_by=by,
-                approval_decided_at=now,
-                approval_reason=reason,
-            ):
+            decided = lifecycle.move(
+                pk, [WAITING], to, note, approval_decided_by=by, approval_decided_at=now, **fields
+            )
+            if decided:
                 result.decided.append(pk)
     return result
 

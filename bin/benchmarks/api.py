@@ -7,12 +7,11 @@ staff user, a member of every team): the per-token rate limit (API_RATE_PER_MINU
 as production has it, and no row's requests count against another's."""
 
 import io
-import time
 
 import httpx
 from PIL import Image
 
-from benchmarks.pages import PAGE, WARM_UP, percentile
+from benchmarks.pages import PAGE, WARM_UP, timed_calls
 
 CREATE = 0.300  # no goal in the issue for a create (it stores the file): this is ours
 
@@ -27,19 +26,7 @@ def timed(send, count: int) -> dict:
     """p50/p95 of `count` calls of send(i) -> response, after WARM_UP untimed ones."""
     for i in range(WARM_UP):
         send(i)
-    times, statuses, size = [], set(), 0
-    for i in range(count):
-        start = time.perf_counter()
-        response = send(WARM_UP + i)
-        times.append(time.perf_counter() - start)
-        statuses.add(response.status_code)
-        size = max(size, len(response.content))
-    return {
-        "p50": percentile(times, 0.5),
-        "p95": percentile(times, 0.95),
-        "statuses": sorted(statuses),
-        "bytes": size,
-    }
+    return timed_calls(send, count, first=WARM_UP)
 
 
 def rows(base: str, facts: dict, count: int) -> list[dict]:

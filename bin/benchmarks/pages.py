@@ -63,10 +63,15 @@ def timed(browser: Browser, paths: list[str], count: int, headers: dict) -> dict
     """p50/p95 of `count` GETs cycling over `paths`, after a warm-up."""
     for path in paths[:WARM_UP] if len(paths) > 1 else paths * WARM_UP:
         browser.get(path, **headers)
+    return timed_calls(lambda i: browser.get(paths[i % len(paths)], **headers), count)
+
+
+def timed_calls(send, count: int, first: int = 0) -> dict:
+    """p50/p95 of `count` calls of send(i) -> response (i from `first`), and what came back."""
     times, statuses, size = [], set(), 0
-    for i in range(count):
+    for i in range(first, first + count):
         start = time.perf_counter()
-        response = browser.get(paths[i % len(paths)], **headers)
+        response = send(i)
         times.append(time.perf_counter() - start)
         statuses.add(response.status_code)
         size = max(size, len(response.content))
