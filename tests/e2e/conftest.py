@@ -199,3 +199,14 @@ def assert_fits(page, width: int = 390) -> None:
     scroll = page.evaluate("document.documentElement.scrollWidth")
     wide = sticking_out(page, width) if scroll > width else []
     assert scroll <= width, f"{page.url} is {scroll} px wide at {width}: {wide}"
+
+
+def leave_team(portal, team_id: int) -> None:
+    """Take the e2e user out of a team a test made for itself, so the browser tests after
+    it see only the user's own team (the upload page may otherwise open on that one)."""
+    portal.manage(
+        "shell",
+        "-c",
+        "from billing.models import Membership; Membership.objects.filter("
+        f"team_id={int(team_id)}, user__username={USER!r}).delete()",
+    )

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_fits, shot, sign_in
+from tests.e2e.conftest import assert_fits, leave_team, shot, sign_in
 from tests.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -30,12 +30,26 @@ PriceBook.objects.create(provider="local", version=version, effective_from=timez
                          rule={rule})
 print(team.pk)
 """
-PRICED, FREE = '{"kind": "flat", "price": "0.50"}', '{"kind": "free"}'
+# Afterwards Local is free again.
+RESTORE = """
+from django.db.models import Max
+from django.utils import timezone
+from billing.models import PriceBook
+
+version = PriceBook.objects.filter(provider="local").aggregate(v=Max("version"))["v"] + 1
+PriceBook.objects.create(provider="local", version=version, effective_from=timezone.now(),
+                         rule={"kind": "free"})
+"""
+PRICED = '{"kind": "flat", "price": "0.50"}'
 
 
 def images(n):
     return [
-        {"name": f"shot{i}.png", "mimeType": "image/png", "buffer": image_bytes(120, 90)}
+        {
+            "name": f"shot{i}.png",
+            "mimeType": "image/png",
+            "buffer": image_bytes(120, 90, unique=True),
+        }
         for i in range(n)
     ]
 
@@ -90,4 +104,5 @@ def test_a_submission_above_the_limit_waits_and_a_manager_approves_it(portal, pa
         page.goto("/jobs/")
         expect(page.locator("tr.job-row").first).not_to_contain_text("Awaiting approval")
     finally:
-        portal.manage("shell", "-c", SEED.format(tag=tag + "-end", rule=FREE))
+        portal.manage("shell", "-c", RESTORE)
+        leave_team(portal, team_id)

@@ -110,7 +110,8 @@ def test_an_over_budget_submission_is_refused_in_the_page(page, portal):
         sign_in(page)
         name = f"over-{uuid.uuid4().hex[:8]}.png"
         page.set_input_files(
-            "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(300, 200)}]
+            "#images",
+            [{"name": name, "mimeType": "image/png", "buffer": image_bytes(300, 200, unique=True)}],
         )
         page.locator('input[name="provider"][value="local"]').uncheck()
         page.locator('input[name="provider"][value="pixelcut"]').check()  # real mode, $0.05

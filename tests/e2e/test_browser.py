@@ -26,11 +26,19 @@ def tag() -> str:
 
 
 def png(name: str, width: int, height: int) -> dict:
-    return {"name": name, "mimeType": "image/png", "buffer": image_bytes(width, height, "PNG")}
+    return {
+        "name": name,
+        "mimeType": "image/png",
+        "buffer": image_bytes(width, height, "PNG", unique=True),
+    }
 
 
 def jpeg(name: str, width: int, height: int) -> dict:
-    return {"name": name, "mimeType": "image/jpeg", "buffer": image_bytes(width, height, "JPEG")}
+    return {
+        "name": name,
+        "mimeType": "image/jpeg",
+        "buffer": image_bytes(width, height, "JPEG", unique=True),
+    }
 
 
 def upload(page, files: list[dict], scale: str = "2"):
@@ -209,7 +217,7 @@ def test_the_login_page(page):
 def test_images_dropped_on_the_drop_zone_are_uploaded(page):
     sign_in(page)
     name = f"dropped-{tag()}.png"
-    data = list(image_bytes(90, 70, "PNG"))
+    data = list(image_bytes(90, 70, "PNG", unique=True))
     # What a drag from the desktop delivers: a drop event carrying File objects.
     page.evaluate(
         """([name, bytes]) => {

@@ -73,7 +73,8 @@ def test_compare_zoom_keep_and_notify(page, portal):
     sign_in(page)
     name = f"zoom-{uuid.uuid4().hex[:8]}.png"
     page.set_input_files(
-        "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(200, 150)}]
+        "#images",
+        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(200, 150, unique=True)}],
     )
     page.locator('select[name="local-scale"]').select_option("2")
     page.locator('input[name="provider"][value="ximilar"]').check()

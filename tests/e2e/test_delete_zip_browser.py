@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import assert_fits, shot, sign_in
+from tests.e2e.conftest import assert_fits, leave_team, shot, sign_in
 from tests.e2e.test_security_browser import VIEWPORTS, WATCHER, poll_answered
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +49,7 @@ def seeded(portal):
     team, batch, *jobs = out.split()
     yield tag, int(team), batch, [(p, int(n)) for p, n in (j.split(":") for j in jobs)]
     portal.manage("shell", "-c", "from jobs.sandbox.engine import set_faults; set_faults('fal')")
+    leave_team(portal, int(team))
 
 
 def test_select_download_a_zip_and_delete_one_jobs_files(browser, portal, seeded, tmp_path):

@@ -19,7 +19,7 @@ SUCCEEDED = re.compile(r"\bstate-succeeded\b")
 def upscale(portal, tmp_path, name: str, *extra) -> str:
     """A job made by `manage.py upscale` (another process, as a script would); its id."""
     path = tmp_path / name
-    path.write_bytes(image_bytes(120, 90))
+    path.write_bytes(image_bytes(120, 90, unique=True))
     out = portal.manage("upscale", str(path), "--user", USER, *extra).stdout
     return re.search(r"job (\d+)", out).group(1)
 

@@ -66,7 +66,10 @@ def make_jobs(page, portal) -> tuple[dict, dict]:
     page.goto("/")
     page.set_input_files(
         "#images",
-        [{"name": n, "mimeType": "image/png", "buffer": image_bytes(120, 90)} for n in names],
+        [
+            {"name": n, "mimeType": "image/png", "buffer": image_bytes(120, 90, unique=True)}
+            for n in names
+        ],
     )
     page.locator('input[name="provider"][value="pixazo"]').check()
     page.get_by_role("button", name="Upscale").click()

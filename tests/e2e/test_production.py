@@ -256,7 +256,7 @@ def test_the_production_set_serves_the_portal(production):
     upload = visitor.post(
         "/",
         data={"provider": "local", "local-scale": "2"},
-        files={"images": ("cat.png", image_bytes(120, 80), "image/png")},
+        files={"images": ("cat.png", image_bytes(120, 80, unique=True), "image/png")},
         headers={"HX-Request": "true"},
     )
     assert upload.status_code == 201, upload.text

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import shot, sign_in
+from tests.e2e.conftest import leave_team, shot, sign_in
 from tests.e2e.test_security_browser import VIEWPORTS, WATCHER
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +56,9 @@ print(team.pk, ids[0], ids[1])
 def seeded(portal):
     tag = uuid.uuid4().hex[:8]
     out = portal.manage("shell", "-c", SEED.format(tag=tag)).stdout.strip().splitlines()[-1]
-    return [int(n) for n in out.split()]
+    team_id, expired, kept = (int(n) for n in out.split())
+    yield team_id, expired, kept
+    leave_team(portal, team_id)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

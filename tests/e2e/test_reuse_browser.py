@@ -17,10 +17,11 @@ SUCCEEDED = re.compile(r"\bstate-succeeded\b")
 
 
 def test_the_same_image_again_is_quoted_already_done_and_reused(page):
-    # An image no other test uploads: its size is random.
-    width = 100 + uuid.uuid4().int % 150
+    # An image no other test uploads (random pixels): a random size alone collided with
+    # another test's gradient of the same size, which was then rightly quoted "Already done".
     name = f"again-{uuid.uuid4().hex[:8]}.png"
-    image = [{"name": name, "mimeType": "image/png", "buffer": image_bytes(width, 90)}]
+    data = image_bytes(120, 90, unique=True)
+    image = [{"name": name, "mimeType": "image/png", "buffer": data}]
     sign_in(page)
 
     page.set_input_files("#images", image)  # local 2x, the page's default

@@ -207,7 +207,8 @@ def test_live_parts_poll_only_while_the_tab_is_visible(page, slow_fal):
     sign_in(page)
     name = f"hidden-{uuid.uuid4().hex[:8]}.png"
     page.set_input_files(
-        "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(100, 80)}]
+        "#images",
+        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(100, 80, unique=True)}],
     )
     page.locator('input[name="provider"][value="local"]').uncheck()
     page.locator('input[name="provider"][value="fal"]').check()

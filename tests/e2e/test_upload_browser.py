@@ -18,9 +18,9 @@ def files(*specs) -> list[dict]:
     return [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in specs]
 
 
-LOGO = ("logo.png", "image/png", image_bytes(200, 160, "PNG", mode="RGBA"))
+LOGO = ("logo.png", "image/png", image_bytes(200, 160, "PNG", mode="RGBA", unique=True))
 NOTES = ("notes.jpg", "image/jpeg", b"just some text, not pixels")
-TINY = ("tiny.png", "image/png", image_bytes(40, 30, "PNG"))
+TINY = ("tiny.png", "image/png", image_bytes(40, 30, "PNG", unique=True))
 
 
 def bar_in_view(page) -> bool:
@@ -66,7 +66,7 @@ def test_choosing_files_shows_thumbnails_refusals_and_what_the_button_will_do(pa
     assert bar_in_view(page)
 
     # A pasted image joins the chosen files under a made-up name.
-    pasted = base64.b64encode(image_bytes(120, 90, "PNG")).decode()
+    pasted = base64.b64encode(image_bytes(120, 90, "PNG", unique=True)).decode()
     page.evaluate(
         """b64 => {
             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));

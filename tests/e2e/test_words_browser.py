@@ -52,7 +52,8 @@ def test_the_compare_page_shows_two_labelled_sandbox_results(page):
     sign_in(page)
     name = f"pair-{uuid.uuid4().hex[:8]}.png"
     page.set_input_files(
-        "#images", [{"name": name, "mimeType": "image/png", "buffer": image_bytes(240, 180)}]
+        "#images",
+        [{"name": name, "mimeType": "image/png", "buffer": image_bytes(240, 180, unique=True)}],
     )
     page.locator('input[name="provider"][value="local"]').uncheck()
     page.locator('input[name="provider"][value="ximilar"]').check()

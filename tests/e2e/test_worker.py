@@ -31,7 +31,7 @@ def test_a_real_cluster_upscales_an_upload(portal):
             "local-scale": "3",
             "csrfmiddlewaretoken": client.cookies["csrftoken"],
         },
-        files={"images": ("cat.png", image_bytes(100, 70), "image/png")},
+        files={"images": ("cat.png", image_bytes(100, 70, unique=True), "image/png")},
         headers={"HX-Request": "true", "Referer": portal.url},
     )
     assert response.status_code == 201, response.text
