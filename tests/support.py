@@ -1,6 +1,9 @@
 """Small helpers the provider contract tests share."""
 
+import ssl
+import sys
 import time
+from http.server import ThreadingHTTPServer
 
 from django.conf import settings
 
@@ -29,3 +32,16 @@ def states(job) -> list[str]:
         if not seen or seen[-1] != state:
             seen.append(state)
     return seen
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A loopback test server that stays silent when the client hangs up first (what a
+    size cap, a timeout or a refused TLS handshake in the test does on purpose): the
+    traceback socketserver prints then is noise in the test output. Anything else still
+    prints."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            super().handle_error(request, client_address)

@@ -3,10 +3,9 @@ problem+json; owner, teammate, outsider (404) and, on spend, member (403) vs man
 
 import hashlib
 import json
-import sys
 import threading
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from unittest import mock
 
 import pytest
@@ -19,6 +18,7 @@ from jobs.api import tokens
 from jobs.imaging import ImageInfo
 from jobs.models import EventDelivery, Job
 from tests.images import image_bytes, upload
+from tests.support import QuietHTTPServer
 from tests.test_uploads import BAD_UPLOADS, stored_files
 
 API = "/api/v1"
@@ -238,14 +238,6 @@ def test_an_image_url_is_held_to_the_doors_address_rules(client, as_owner, url, 
     assert Job.objects.count() == 0
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        # The door hangs up on a file over its size cap (what the test wants): the
-        # server's write then fails, and need not print a traceback into the test output.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 class Files:
     """A real HTTP server on loopback serving `files[path] = bytes`."""
 
@@ -264,7 +256,7 @@ class Files:
             def log_message(self, *args):
                 pass
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

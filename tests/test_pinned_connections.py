@@ -18,6 +18,7 @@ import trustme
 
 from jobs import http as door
 from jobs.errors import ProviderError
+from tests.support import QuietHTTPServer
 
 NAME = "images.example.test"
 VETTED, REBOUND = "127.0.0.1", "127.0.0.2"  # stand-ins for a public and a private address
@@ -47,7 +48,7 @@ def tls_site():
     ca.issue_cert(NAME).configure_cert(server_ctx)
     hosts = []
     handler = type("Handler", (Recorder,), {"hosts": hosts})
-    site = http.server.ThreadingHTTPServer((VETTED, 0), handler)
+    site = QuietHTTPServer((VETTED, 0), handler)
     site.socket = server_ctx.wrap_socket(site.socket, server_side=True)
     port = site.server_address[1]
     trap = socket.create_server((REBOUND, port))

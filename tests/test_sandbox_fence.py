@@ -37,7 +37,7 @@ from jobs.sandbox import engine
 from jobs.sandbox import pixelcut as pixelcut_sandbox
 from jobs.sandbox.models import SandboxTask
 from tests.images import image_bytes, png_bomb
-from tests.support import SANDBOX_KEY, timeline
+from tests.support import SANDBOX_KEY, QuietHTTPServer, timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -100,7 +100,7 @@ def connections(monkeypatch):
     return tried
 
 
-class Site(http.server.ThreadingHTTPServer):
+class Site(QuietHTTPServer):
     """A small HTTP server on 127.0.0.1 that counts connections and records requests."""
 
     daemon_threads = True

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -35,6 +35,7 @@ from jobs.models import Job
 from jobs.scrub import MASK, ScrubFilter
 from jobs.tracker import Tracker
 from tests.images import image_bytes
+from tests.support import QuietHTTPServer
 
 KEY = "<<KEY>>"  # where the fake puts the key it was sent
 KEY_SECRET = "<<KEY_SECRET>>"  # fal's key is "<id>:<secret>": the secret half alone
@@ -108,7 +109,7 @@ class FakeProviders:
         self.echoes: Counter = Counter()
         self.unkeyed: list[str] = []
         self.keys_seen: dict[str, str] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

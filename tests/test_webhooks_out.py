@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.urls import reverse
@@ -20,6 +20,7 @@ from jobs import lifecycle, pipeline, tasks, webhooks_out
 from jobs.api import tokens
 from jobs.models import EventDelivery, Job
 from tests.rows import bare_job
+from tests.support import QuietHTTPServer
 
 pytestmark = pytest.mark.django_db
 State = Job.State
@@ -82,7 +83,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/in?key=receiver-own-key"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
