@@ -6,6 +6,8 @@
 """
 
 import os
+import subprocess
+import sys
 
 # Where to listen. A platform that sets PORT routes to it from outside the machine; with
 # neither set, a proxy on this machine reaches us on loopback.
@@ -51,3 +53,24 @@ accesslog = "-"
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 logger_class = "upscaler_site.access_log.GunicornLogger"
+
+
+def when_ready(server):
+    """Once gunicorn listens, check in a process of its own that PUBLIC_BASE_URL and the
+    enabled sandboxes answer (jobs/self_check.py): a wrong address gets one WARNING in
+    this log and a banner on /providers/, as under bin/run. Not in this process: the
+    master must not open a database connection its workers would inherit. gunicorn
+    reaps the child with its workers. SELF_CHECK=off skips it (a node that cannot reach
+    its own public address, for one)."""
+    if (os.environ.get("SELF_CHECK") or "on").lower() in ("off", "0", "false", "no"):
+        return
+    from gunicorn.sock import TCPSocket
+
+    # A unix socket or gunicorn's own TLS: no plain http address to wait for here.
+    tcp = [s for s in server.LISTENERS if isinstance(s, TCPSocket) and not s.conf.is_ssl]
+    if not tcp:
+        return
+    host, port = tcp[0].sock.getsockname()[:2]
+    addrport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    manage = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manage.py")
+    subprocess.Popen([sys.executable, manage, "self_check", "--wait-for", addrport, "-v", "0"])

@@ -110,6 +110,22 @@ def wait_until_listening(url: str, seconds: float = 60.0) -> bool:
     return False
 
 
+def when_listening(addrport: str) -> dict | None:
+    """Wait for our web server at `addrport` to answer, then check; None if it never
+    answered or the check itself broke (logged: a check must never stop the portal)."""
+    from django.db import connection
+
+    try:
+        if wait_until_listening(local_url(addrport)):
+            return run()
+        log.warning("The web server at %s did not answer: no start-up self-check.", addrport)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("The start-up self-check failed")
+    finally:
+        connection.close()  # this thread's own connection
+    return None
+
+
 def latest():
     """The last self-check (a Heartbeat row) or None, for the providers page."""
     from jobs.models import Heartbeat

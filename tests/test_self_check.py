@@ -6,6 +6,7 @@ import logging
 import socket
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from jobs import self_check
 from jobs.models import Heartbeat
@@ -93,3 +94,19 @@ def test_no_secret_reaches_the_log_line(settings, sandboxes_on, caplog, db):
 )
 def test_the_serve_command_checks_where_it_listens(addrport, url):
     assert self_check.local_url(addrport) == url
+
+
+def test_the_command_says_what_answers_and_what_does_not(live_server, settings, capsys):
+    # `manage.py self_check`, for an operator (and gunicorn's hook, with -v 0).
+    settings.PUBLIC_BASE_URL = live_server.url
+    call_command("self_check", wait_for=live_server.url.removeprefix("http://"))
+    assert capsys.readouterr().out == f"All addresses answer ({live_server.url}).\n"
+
+    wrong = f"http://127.0.0.1:{free_port()}"
+    settings.PUBLIC_BASE_URL = wrong
+    with pytest.raises(CommandError, match=f"Not answering: {wrong}/healthz/live"):
+        call_command("self_check")
+    # -v 0: only the log line says it; the exit status tells a script.
+    with pytest.raises(SystemExit) as exited:
+        call_command("self_check", verbosity=0)
+    assert exited.value.code == 1 and capsys.readouterr().out == ""

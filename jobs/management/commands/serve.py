@@ -39,7 +39,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Portal at http://{addrport}/ — press Ctrl-C to stop.")
         # Once the web server answers: does PUBLIC_BASE_URL (where sandboxes and
         # webhooks reach us) lead here? A warning in the log and on /providers/ if not.
-        threading.Thread(target=self.check_addresses, args=(addrport,), daemon=True).start()
+        threading.Thread(target=self_check.when_listening, args=(addrport,), daemon=True).start()
 
         stopping = False
 
@@ -65,17 +65,6 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
-
-    def check_addresses(self, addrport: str) -> None:
-        from django.db import connection
-
-        try:
-            if self_check.wait_until_listening(self_check.local_url(addrport)):
-                self_check.run()
-        except Exception:  # noqa: BLE001 - a check that breaks must not stop the portal
-            self_check.log.exception("The start-up self-check failed")
-        finally:
-            connection.close()  # this thread's own connection
 
     def revive(self, name: str, status) -> bool:
         """Start a dead part again; False when it keeps dying at once (then stop all)."""
