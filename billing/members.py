@@ -122,17 +122,18 @@ def _event(team: Team, by, kind: str, text: str) -> TeamEvent:
 # --- budget and caps --------------------------------------------------------------------
 def set_budget(team: Team, by, raw) -> bool:
     """Set (or, empty, clear) the monthly budget; False when it did not change."""
-    return _set_amount(team, by, "monthly_budget", parse_money(raw, "budget"), "the budget")
+    amount = parse_money(raw, "budget")
+    return _set_amount(team, by, "monthly_budget", amount, "the budget", Kind.BUDGET)
 
 
 def set_approval_threshold(team: Team, by, raw) -> bool:
     """Set (or, empty, clear) the quote above which a submission waits for a manager's
     approval (jobs/approvals.py); False when it did not change."""
     amount = parse_money(raw, "approval limit")
-    return _set_amount(team, by, "approval_threshold", amount, "the approval limit")
+    return _set_amount(team, by, "approval_threshold", amount, "the approval limit", Kind.APPROVAL)
 
 
-def _set_amount(team: Team, by, field: str, amount, what: str) -> bool:
+def _set_amount(team: Team, by, field: str, amount, what: str, kind: str) -> bool:
     """A team's money setting changed, with its audit line, in one transaction."""
     with transaction.atomic():
         team = _locked(team)
@@ -141,7 +142,7 @@ def _set_amount(team: Team, by, field: str, amount, what: str) -> bool:
             return False
         setattr(team, field, amount)
         team.save(update_fields=[field])
-        _event(team, by, Kind.BUDGET, _change(by, what, before, amount))
+        _event(team, by, kind, _change(by, what, before, amount))
     return True
 
 

@@ -70,6 +70,7 @@ class TeamEvent(models.Model):
 
     class Kind(models.TextChoices):
         BUDGET = "budget", "Budget"
+        APPROVAL = "approval", "Approval limit"
         CAP = "cap", "Member cap"
         ROLE = "role", "Role"
         INVITE = "invite", "Invitation"

@@ -275,7 +275,9 @@ def test_the_team_page_sets_the_limit_with_an_audit_line(team, owner, teammate, 
     assert response.status_code == 302
     team.refresh_from_db()
     assert team.approval_threshold == Decimal("25.00")
-    assert TeamEvent.objects.get(team=team).text == "alice set the approval limit to $25.00"
+    event = TeamEvent.objects.get(team=team)
+    assert event.text == "alice set the approval limit to $25.00"
+    assert event.get_kind_display() == "Approval limit"  # its own kind, not "Budget"
     page = client.get(f"/teams/{team.pk}/").content.decode()
     assert "Submissions quoted above <strong>$25.00</strong> wait" in page
     client.post(f"/teams/{team.pk}/approval/", {"approval_threshold": ""})
