@@ -12,18 +12,25 @@ of the team whose result is still stored reuses that result for free.
 - The result file is then shared: the purge and "delete files" keep it while any job
   that keeps its files uses it (`jobs.retention.outputs_kept`).
 
-Jobs made before content hashes were recorded have none and are never matched (no
-backfill).
+Jobs made before content hashes were recorded get theirs from `hash_old_inputs` (the
+daily housekeeping run, and `manage.py hash_inputs` right after an upgrade), which hashes
+their stored originals.
 """
 
 import datetime
+import hashlib
+import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from jobs import lifecycle, retention
 from jobs.models import Job
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,3 +122,51 @@ def finish(job: Job, original: Job) -> bool:
         output_height=original.output_height,
         output_bytes=original.output_bytes,
     )
+
+
+# Not a hex digest, so never matched: a job whose original is missing from storage, kept
+# from being tried again by every run.
+NO_FILE = "missing"
+
+
+def hash_old_inputs(batch: int = 200, time_limit: float | None = None) -> tuple[int, bool]:
+    """Record the content hash of succeeded jobs made before hashes were (so their results
+    can be reused), by reading their stored originals; `batch` files at a time until none
+    is left or `time_limit` seconds have passed. Returns (files hashed, more left).
+
+    Each file's jobs are updated on their own, only where the hash is still empty: a run
+    killed at any point loses at most one file's reading, and two runs agree."""
+    started = time.monotonic()
+    hashed = 0
+    old = Job.objects.filter(
+        input_sha256="",
+        state=Job.State.SUCCEEDED,
+        files_expired_at__isnull=True,
+        deleted_at__isnull=True,
+    ).exclude(input_file="")
+    while True:
+        names = list(
+            old.order_by("input_file").values_list("input_file", flat=True).distinct()[:batch]
+        )
+        for name in names:
+            digest = _file_sha256(name)
+            old.filter(input_file=name).update(input_sha256=digest or NO_FILE)
+            hashed += digest is not None
+        if len(names) < batch:
+            return hashed, False
+        if time_limit is not None and time.monotonic() - started > time_limit:
+            return hashed, True
+
+
+def _file_sha256(name: str) -> str | None:
+    sha = hashlib.sha256()
+    try:
+        with default_storage.open(name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+    except (FileNotFoundError, OSError) as gone:
+        log.warning(
+            "No stored original %s to hash (%s): left unmatched.", name, type(gone).__name__
+        )
+        return None
+    return sha.hexdigest()

@@ -111,5 +111,21 @@ def purge_expired() -> dict:
     report = retention.purge(timezone.now(), time_limit=settings.TASK_TIMEOUT / 2)
     if report.more:
         send("jobs.tasks.purge_expired", queue="house")
-    # Idempotency-Keys older than 24 h (the API's creates) go with the same daily run.
-    return {**report.as_dict(), "idempotency_keys": idempotency.purge()}
+    # Idempotency-Keys older than 24 h (the API's creates) go with the same daily run,
+    # and so do the content hashes jobs from before reuse never got.
+    return {
+        **report.as_dict(),
+        "idempotency_keys": idempotency.purge(),
+        "inputs_hashed": hash_old_inputs(),
+    }
+
+
+def hash_old_inputs() -> int:
+    """Hash the originals of old jobs (jobs.reuse.hash_old_inputs) for a quarter of the task
+    timeout, and queue the next slice while some are left."""
+    from jobs import reuse
+
+    hashed, more = reuse.hash_old_inputs(time_limit=settings.TASK_TIMEOUT / 4)
+    if more:
+        send("jobs.tasks.hash_old_inputs", queue="house")
+    return hashed

@@ -14,10 +14,11 @@ from decimal import Decimal
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.management import call_command
 from django.utils import timezone
 
 from billing.models import LedgerEntry, Team
-from jobs import deletion, intake, lifecycle, retention, reuse
+from jobs import deletion, intake, lifecycle, retention, reuse, tasks
 from jobs.models import Job
 from tests.images import image_bytes, upload
 
@@ -327,3 +328,71 @@ def test_the_providers_page_leaves_reused_jobs_out_of_the_providers_figures(orig
     submit(owner, team)
     (row,) = [r for r in stats.provider_stats(Job.objects.all()) if r["provider"].slug == "pixazo"]
     assert row["ended"] == 1  # the original only: the reuse took no provider time
+
+
+# --- jobs from before content hashes ----------------------------------------------------------
+def made_before_hashes(*jobs: Job) -> None:
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(input_sha256="")
+
+
+def test_an_old_job_gets_its_hash_and_its_result_is_reused(original, teammate, team):
+    made_before_hashes(original)
+    assert submit(teammate, team, reuse=True).reused_from is None  # not found without a hash
+
+    assert reuse.hash_old_inputs() == (1, False)
+    original.refresh_from_db()
+    assert original.input_sha256 == SHA  # the hash of the stored original's bytes
+    assert submit(teammate, team).reused_from == original
+
+
+def test_a_shared_original_is_read_once_for_all_its_jobs(real_pixazo, owner, team):
+    jobs = intake.submit_uploads(
+        user=owner,
+        team=team,
+        files=[upload("photo.png", data=PHOTO)],
+        choices=[("pixazo", {"scale": 2}), ("pixazo", {"scale": 4})],
+    )
+    for job in jobs:
+        finish(job)
+    done = Job.objects.filter(pk__in=[j.pk for j in jobs], state=Job.State.SUCCEEDED)
+    assert done.count() == 2 and len({j.input_file.name for j in done}) == 1
+    made_before_hashes(*done)
+
+    assert reuse.hash_old_inputs() == (1, False)  # one file, two jobs
+    assert set(done.values_list("input_sha256", flat=True)) == {SHA}
+
+
+def test_a_missing_original_is_marked_once_and_never_matched(original, teammate, team, caplog):
+    made_before_hashes(original)
+    default_storage.delete(original.input_file.name)
+
+    assert reuse.hash_old_inputs() == (0, False)
+    original.refresh_from_db()
+    assert original.input_sha256 == reuse.NO_FILE
+    assert "left unmatched" in caplog.text
+    assert reuse.hash_old_inputs() == (0, False)  # not tried again
+    assert submit(teammate, team).reused_from is None
+
+
+def test_the_work_goes_in_batches_and_stops_at_its_time_limit(real_pixazo, owner, team):
+    olds = [
+        finish(submit(owner, team, data=image_bytes(96, 80, unique=True), reuse=False))
+        for _ in range(3)
+    ]
+    made_before_hashes(*olds)
+    assert reuse.hash_old_inputs(batch=2, time_limit=0) == (2, True)  # one batch, then stop
+    assert reuse.hash_old_inputs(batch=2) == (1, False)
+    for job in olds:
+        job.refresh_from_db()
+        assert job.input_sha256 == hashlib.sha256(job.input_file.read()).hexdigest()
+
+
+def test_the_daily_task_and_the_command_hash_old_inputs(original, settings):
+    made_before_hashes(original)
+    assert tasks.purge_expired()["inputs_hashed"] == 1
+    made_before_hashes(original)
+    out = io.StringIO()
+    call_command("hash_inputs", stdout=out)
+    assert out.getvalue().endswith("Done: 1 originals hashed.\n")
+    original.refresh_from_db()
+    assert original.input_sha256 == SHA
