@@ -394,6 +394,10 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)  # sha256 of the whole token
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The rate limit's count when there is no Redis (jobs/api/auth.py): requests made in
+    # the clock minute `rate_window` (minutes since the epoch).
+    rate_window = models.PositiveIntegerField(default=0)
+    rate_count = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -6,8 +6,10 @@ import datetime
 import json
 import logging
 import re
+import threading
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -220,7 +222,15 @@ def test_a_bad_value_is_a_422_problem_naming_it(client, owner):
 
 
 # --- the rate limit ---------------------------------------------------------------------------
-def test_too_many_requests_are_a_429_problem_with_retry_after(client, owner, settings):
+@pytest.fixture(params=["cache", "database"])
+def counter(request, settings):
+    """Both places a count may live: Redis (the cache; memory without REDIS_URL) and the
+    token's row (production without Redis)."""
+    settings.API_RATE_COUNTER = request.param  # each test's tokens are new: no count yet
+    return request.param
+
+
+def test_too_many_requests_are_a_429_problem_with_retry_after(client, owner, settings, counter):
     settings.API_RATE_PER_MINUTE = 3
     _, token = tokens.create(owner, "ci")
     statuses = [client.get(ME, headers=bearer(token)).status_code for _ in range(3)]
@@ -234,7 +244,7 @@ def test_too_many_requests_are_a_429_problem_with_retry_after(client, owner, set
     assert client.get(ME, headers=bearer(other)).status_code == 200
 
 
-def test_the_limit_is_per_clock_minute(owner, settings):
+def test_the_limit_is_per_clock_minute(owner, settings, counter):
     settings.API_RATE_PER_MINUTE = 2
     row, _ = tokens.create(owner, "ci")
     start = 1_800_000_000.0  # a minute's start (divisible by 60)
@@ -246,11 +256,39 @@ def test_the_limit_is_per_clock_minute(owner, settings):
     auth.check_rate(row, now=start + 60)  # the next minute starts a new count
 
 
-def test_a_limit_of_zero_means_no_limit(owner, settings):
+def test_a_limit_of_zero_means_no_limit(owner, settings, counter):
     settings.API_RATE_PER_MINUTE = 0
     row, _ = tokens.create(owner, "ci")
     for _ in range(5):
         auth.check_rate(row, now=1_800_000_000.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_count_is_exact_across_connections(owner, settings):
+    # Processes without Redis share one count: threads with connections of their own
+    # counting at once never see the same number, and none is lost.
+    settings.API_RATE_COUNTER, settings.API_RATE_PER_MINUTE = "database", 1000
+    row, _ = tokens.create(owner, "busy")
+    window = 30_000_000
+    seen, errors = [], []
+
+    def count(n):
+        try:
+            for _ in range(n):
+                seen.append(auth._count_in_database(row, window))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=count, args=(10,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(seen) == list(range(1, 41))
+    assert auth._count_in_database(row, window + 1) == 1  # the next minute starts again
 
 
 # --- the reference page -------------------------------------------------------------------------

@@ -249,6 +249,9 @@ else:
 # `createcachetable` step, its increment is a read then a write, and on SQLite every API
 # call would take the one write lock.
 API_RATE_PER_MINUTE = env_int("API_RATE_PER_MINUTE", 120)
+# Where each token's count lives: Redis (the cache below) when there is one, else the
+# token's own row, so every web process and machine shares one count either way.
+API_RATE_COUNTER = "cache" if REDIS_URL else "database"
 # An Idempotency-Key claim still "in progress" after this long was left by a killed
 # process (longer than any request lives: gunicorn kills a worker at GUNICORN_TIMEOUT):
 # answered from the jobs it committed, or freed if it made none.
