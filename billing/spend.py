@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncMonth
 
 from billing import ledger, money
 from billing.models import DailySpend, LedgerEntry, Membership, OpenHold, Team
@@ -635,23 +636,42 @@ class Saved:
     amount: Decimal
     count: int
     teams: list  # [{"team", "label", "amount", "count"}], by team name
+    months: list  # [{"team", "label", "month", "amount", "count"}], by team, then month
+
+    @property
+    def several_months(self) -> bool:
+        return len({m["month"] for m in self.months}) > 1
 
 
 def saved_by_reuse(user, f: Filters) -> Saved:
     """What the reused jobs in range would have cost (their quote when they reused), per
-    team: money not spent, never in the ledger."""
-    rows = list(
-        reused_jobs(user, f)
+    team and per team and calendar month (UTC, like budgets): money not spent, never in
+    the ledger."""
+    months = [
+        {
+            "team": r["team"],
+            "label": r["team__name"],
+            "month": r["month"].date().replace(day=1),
+            # Exact to four places: SQLite sums decimals as floats.
+            "amount": Decimal(str(r["amount"])).quantize(ZERO),
+            "count": r["count"],
+        }
+        for r in reused_jobs(user, f)
         .order_by()
-        .values("team", "team__name")
+        .values("team", "team__name", month=TruncMonth("created_at", tzinfo=UTC))
         .annotate(amount=Sum("quoted_amount"), count=Count("pk"))
-        .order_by("team__name")
-    )
-    teams = [
-        {"team": r["team"], "label": r["team__name"], "amount": r["amount"], "count": r["count"]}
-        for r in rows
+        .order_by("team__name", "team", "month")
     ]
-    return Saved(sum((t["amount"] for t in teams), ZERO), sum(t["count"] for t in teams), teams)
+    teams = {}
+    for m in months:
+        t = teams.setdefault(
+            m["team"], {"team": m["team"], "label": m["label"], "amount": ZERO, "count": 0}
+        )
+        t["amount"] += m["amount"]
+        t["count"] += m["count"]
+    teams = list(teams.values())
+    total = sum((t["amount"] for t in teams), ZERO)
+    return Saved(total, sum(t["count"] for t in teams), teams, months)
 
 
 def export_filename(f: Filters) -> str:

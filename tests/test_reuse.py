@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.models import LedgerEntry, Team
 from jobs import deletion, intake, lifecycle, retention, reuse, tasks
+from jobs.api import tokens
 from jobs.models import Job
 from tests.images import image_bytes, upload
 
@@ -245,6 +246,44 @@ def test_the_spend_page_shows_what_reuse_saved(original, owner_client, owner, te
     assert "Saved by reuse" in html
     assert 'id="saved-total">$0.14' in html
     assert "2 jobs · Studio" in html
+
+
+def test_saved_by_reuse_is_split_by_month_on_the_page_and_in_the_api(
+    original, owner_client, owner, team
+):
+    earlier = submit(owner, team)
+    Job.objects.filter(pk=earlier.pk).update(
+        created_at=earlier.created_at - datetime.timedelta(days=40)
+    )
+    submit(owner, team)
+    submit(owner, team)
+    now = timezone.now().astimezone(datetime.UTC)
+    before = (now - datetime.timedelta(days=40)).strftime("%Y-%m")
+    since = (now - datetime.timedelta(days=45)).date().isoformat()
+
+    page = owner_client.get(f"/spend/?since={since}")
+    saved = page.context["saved"]
+    assert (saved.amount, saved.count) == (Decimal("0.21"), 3)
+    assert [(m["month"].strftime("%Y-%m"), m["amount"], m["count"]) for m in saved.months] == [
+        (before, Decimal("0.07"), 1),
+        (now.strftime("%Y-%m"), Decimal("0.14"), 2),
+    ]
+    html = page.content.decode()
+    assert f'id="saved-{team.pk}-{before}"' in html and "By month" in html
+    # This month alone: one month, no breakdown.
+    assert "By month" not in owner_client.get("/spend/").content.decode()
+
+    _, token = tokens.create(owner, "ci")
+    answer = owner_client.get(
+        f"/api/v1/spend?since={since}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 200
+    months = answer.json()["saved_by_reuse"]
+    assert [(m["month"], Decimal(m["amount"]), m["count"]) for m in months] == [
+        (before, Decimal("0.07"), 1),
+        (now.strftime("%Y-%m"), Decimal("0.14"), 2),
+    ]
+    assert {m["team"] for m in months} == {team.pk}
 
 
 def test_the_spend_page_leaves_out_other_teams_savings(original, outsider, other_team, client):

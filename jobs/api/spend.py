@@ -44,6 +44,14 @@ class BudgetOut(Schema):
     over_by: Decimal
 
 
+class SavedMonth(Schema):
+    team: int
+    name: str
+    month: str  # YYYY-MM (UTC, like budgets)
+    amount: Decimal  # what the reused jobs would have cost
+    count: int
+
+
 class SpendOut(Schema):
     since: datetime.date
     until: datetime.date
@@ -55,6 +63,7 @@ class SpendOut(Schema):
     by_provider: list[Row]
     by_team: list[Row]
     budgets: list[BudgetOut]  # this month, per team with a budget
+    saved_by_reuse: list[SavedMonth]  # results reused for free, per team and month
     export: str  # the CSV of these filters
 
 
@@ -111,6 +120,16 @@ def spend(request, filters: Query[SpendFilters]):
                 "over_by": line.over_by,
             }
             for line in report.budgets(user)
+        ],
+        "saved_by_reuse": [
+            {
+                "team": m["team"],
+                "name": m["label"],
+                "month": m["month"].strftime("%Y-%m"),
+                "amount": m["amount"],
+                "count": m["count"],
+            }
+            for m in report.saved_by_reuse(user, f).months
         ],
         "export": f"/api/v1/spend/export.csv?{f.query()}",
     }
