@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import shot, sign_in
+from tests.e2e.conftest import leave_team, shot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -25,10 +25,17 @@ print(team.pk)
 """
 
 
-def test_a_manager_invites_someone_and_changes_the_budget(portal, page):
+@pytest.fixture
+def own_team(portal):
     tag = uuid.uuid4().hex[:6]
     out = portal.manage("shell", "-c", SEED.format(tag=tag)).stdout
     team_id = int(out.split()[-1])  # the last line: the shell may say more before it
+    yield tag, team_id
+    leave_team(portal, team_id)
+
+
+def test_a_manager_invites_someone_and_changes_the_budget(portal, page, own_team):
+    tag, team_id = own_team
     email = f"dan-{tag}@example.com"
     sign_in(page)
     page.get_by_role("link", name="Team", exact=True).click()
